@@ -1,0 +1,64 @@
+"""Progress and messages: one reporter that the CLI renders on a terminal and
+the daemon turns into D-Bus signals."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Reporter:
+    """Base reporter: prints steps and messages to stderr (stdout stays clean for --json)."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self._task: str | None = None
+        self._task_start = 0.0
+        self._start = time.monotonic()
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self._start:6.1f}s"
+
+    def message(self, text: str) -> None:
+        """A line the user should see even with -q (results, warnings)."""
+        print(text, file=self.stream, flush=True)
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[{self._elapsed()}] {text}", file=self.stream, flush=True)
+
+    def task_begin(self, name: str) -> None:
+        self._task = name
+        self._task_start = time.monotonic()
+        self.info(f"{name}...")
+
+    def task_end(self, detail: str = "") -> None:
+        if self._task is None:
+            return
+        took = time.monotonic() - self._task_start
+        suffix = f": {detail}" if detail else ""
+        self.info(f"{self._task}: done in {took:.1f}s{suffix}")
+        self._task = None
+
+    def progress(self, text: str) -> None:
+        """A transient line (downloads, counters); overwritten on a terminal."""
+        if self.quiet:
+            return
+        if self.stream.isatty():
+            print(f"\r\x1b[K[{self._elapsed()}] {text}", end="", file=self.stream, flush=True)
+        else:
+            print(f"[{self._elapsed()}] {text}", file=self.stream, flush=True)
+
+    def progress_done(self) -> None:
+        if not self.quiet and self.stream.isatty():
+            print(file=self.stream, flush=True)
+
+
+class NullReporter(Reporter):
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+
+    def message(self, text: str) -> None:
+        pass
