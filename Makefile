@@ -1,0 +1,54 @@
+# apt-ostree: `make compose` builds the example tree, `make check` runs every test.
+# Both install what they need first (Debian packages and a venv); idempotent.
+
+PYTHON := /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+REPO ?= build/repo
+CACHEDIR ?= build/cache
+TREEFILE ?= examples/minimal.yaml
+PYTEST_ARGS ?=
+
+# Everything apt-ostree and its tests use at run time comes from Debian.
+APT_PACKAGES := \
+	python3 python3-venv python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
+	python3-dasbus python3-pytest ostree mmdebstrap dracut-core bubblewrap \
+	gnupg dpkg-dev apt-utils e2fsprogs
+PIP_PACKAGES := ruff==0.17.6 mypy==2.4.1 types-PyYAML
+
+.PHONY: deps compose check lint test clean
+
+deps: $(VENV)/.stamp
+
+$(VENV)/.stamp: Makefile pyproject.toml
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/pip install -q $(PIP_PACKAGES)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+compose: deps
+	$(BIN)/apt-ostree compose tree $(TREEFILE) --repo $(REPO) --cachedir $(CACHEDIR) \
+		--write-commitid-to build/commitid
+	@echo; ostree --repo=$(REPO) log $$(cat build/commitid) | head -n 8
+	@echo "Top level of the commit:"; ostree --repo=$(REPO) ls $$(cat build/commitid) /
+	@echo "Kernel and initramfs:"; ostree --repo=$(REPO) ls -R $$(cat build/commitid) /usr/lib/modules | grep -E 'vmlinuz|initramfs' || true
+
+lint: deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: lint test
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from apt_ostree.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command line: parse arguments, render text and JSON; no system logic."""

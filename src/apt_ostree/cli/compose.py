@@ -1,0 +1,133 @@
+"""`apt-ostree compose ...`: the build side. Runs in-process (no daemon)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from apt_ostree.errors import AptOstreeError, UnchangedError
+from apt_ostree.reporter import Reporter
+
+
+def register(sub: Any) -> None:
+    compose = sub.add_parser("compose", help="build OSTree commits of Debian trees")
+    csub = compose.add_subparsers(dest="compose_command", metavar="COMMAND", required=True)
+
+    tree = csub.add_parser("tree", help="compose a commit from a treefile")
+    tree.add_argument("treefile", type=Path)
+    tree.add_argument("--repo", type=Path, required=True, help="OSTree repository (created if missing)")
+    tree.add_argument("--cachedir", type=Path, help="cache for APT indexes and .debs")
+    tree.add_argument("--workdir", type=Path, help="where the tree is built (default /var/tmp)")
+    tree.add_argument("--dry-run", action="store_true", help="resolve and print the package list")
+    tree.add_argument("--print-only", action="store_true", help="print the merged treefile")
+    tree.add_argument(
+        "--force-nocache", action="store_true", help="commit even if nothing changed"
+    )
+    tree.add_argument(
+        "--add-metadata-string", action="append", default=[], metavar="KEY=VALUE",
+        help="add a string to the commit metadata (version=V sets the version)",
+    )  # fmt: skip
+    tree.add_argument("--write-commitid-to", type=Path, metavar="FILE")
+    tree.add_argument(
+        "--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed"
+    )
+    tree.set_defaults(func=cmd_tree)
+
+    post = csub.add_parser("postprocess", help="convert a Debian tree to the OSTree layout")
+    post.add_argument("rootfs", type=Path)
+    post.add_argument("treefile", type=Path, nargs="?", help="takes machineid-compat, ...")
+    post.set_defaults(func=cmd_postprocess)
+
+    commit = csub.add_parser("commit", help="commit a postprocessed tree")
+    commit.add_argument("rootfs", type=Path)
+    commit.add_argument("--repo", type=Path, required=True)
+    commit.add_argument("--ref", required=True)
+    commit.add_argument("--add-metadata-string", action="append", default=[], metavar="KEY=VALUE")
+    commit.add_argument("--write-commitid-to", type=Path, metavar="FILE")
+    commit.set_defaults(func=cmd_commit)
+
+
+def _metadata_strings(pairs: list[str]) -> dict[str, str]:
+    metadata = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AptOstreeError(f"--add-metadata-string {pair!r}: expected KEY=VALUE")
+        metadata[key] = value
+    return metadata
+
+
+def _reporter(args: argparse.Namespace) -> Reporter:
+    return Reporter(quiet=args.quiet)
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.tree import ComposeOptions, compose_tree
+    from apt_ostree.compose.treefile import load_treefile
+
+    metadata = _metadata_strings(args.add_metadata_string)
+    treefile = load_treefile(args.treefile)
+    if args.print_only:
+        json.dump(treefile.merged, sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
+    reporter = _reporter(args)
+    options = ComposeOptions(
+        repo=args.repo,
+        cachedir=args.cachedir,
+        workdir=args.workdir,
+        dry_run=args.dry_run,
+        force_nocache=args.force_nocache,
+        metadata=metadata,
+    )
+    result = compose_tree(treefile, options, reporter)
+    if args.dry_run:
+        for p in result.packages:
+            print(f"{p.name} {p.version} {p.arch}")
+        return 0
+    if result.commit is None:
+        print("No apparent changes since previous commit")
+        if args.unchanged_exit_77:
+            raise UnchangedError("no changes")
+        return 0
+    commit = result.commit
+    if args.write_commitid_to:
+        args.write_commitid_to.write_text(commit.checksum)
+    print(f"Wrote commit: {commit.checksum}")
+    if commit.version:
+        print(f"Version: {commit.version}")
+    print(f"Packages: {len(result.packages)}")
+    return 0
+
+
+def cmd_postprocess(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.postprocess import PostprocessOptions, postprocess_tree
+    from apt_ostree.compose.treefile import load_treefile
+
+    options = PostprocessOptions()
+    if args.treefile is not None:
+        tf = load_treefile(args.treefile)
+        options = PostprocessOptions(tf.machineid_compat, tf.tmp_is_dir, tf.initramfs_args)
+    result = postprocess_tree(args.rootfs, options, _reporter(args))
+    kernel = result.kernel_version or "none (not bootable)"
+    print(f"Postprocessed {args.rootfs}: kernel {kernel}")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.commit import CommitRequest, commit_tree
+
+    metadata: dict[str, Any] = dict(_metadata_strings(args.add_metadata_string))
+    version = metadata.pop("version", None)
+    result = commit_tree(
+        CommitRequest(
+            repo=args.repo, ref=args.ref, rootfs=args.rootfs, metadata=metadata, version=version
+        )
+    )
+    if args.write_commitid_to:
+        args.write_commitid_to.write_text(result.checksum)
+    print(f"Wrote commit: {result.checksum}")
+    return 0

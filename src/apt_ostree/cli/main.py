@@ -1,0 +1,46 @@
+"""`apt-ostree`: the entry point and the dispatch to subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from apt_ostree import __version__
+from apt_ostree.cli import compose
+from apt_ostree.errors import AptOstreeError, CommandError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apt-ostree",
+        description="Atomic, image-based Debian systems with package layering.",
+    )
+    parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only results and errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    compose.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except AptOstreeError as e:
+        message = str(e)
+        print(f"error: {message}", file=sys.stderr)
+        if isinstance(e, CommandError) and e.output and e.output.strip() not in message:
+            print(e.output.rstrip(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Build side: treefile, bootstrap, postprocess to OSTree layout, commit, export."""

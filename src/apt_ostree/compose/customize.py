@@ -1,0 +1,99 @@
+"""The treefile's customizations of a bootstrapped tree, before the layout conversion:
+add-files, units, default-target, postprocess scripts, remove-files."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from apt_ostree.compose.treefile import Treefile
+from apt_ostree.errors import AptOstreeError, CommandError
+from apt_ostree.reporter import Reporter
+from apt_ostree.sandbox import run_in_tree
+
+
+class PostprocessScriptError(AptOstreeError):
+    pass
+
+
+def _inside(root: Path, path: str) -> Path:
+    """`path` (absolute, inside the tree) as a host path under `root`; no escaping by `..`."""
+    rel = Path(path.lstrip("/"))
+    if ".." in rel.parts:
+        raise AptOstreeError(f"path {path!r} leaves the tree")
+    return root / rel
+
+
+def add_files(root: Path, files: list[tuple[Path, str]]) -> None:
+    for src, dest in files:
+        target = _inside(root, dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, target, follow_symlinks=False)
+
+
+def remove_files(root: Path, paths: list[str]) -> None:
+    for path in paths:
+        target = _inside(root, path)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+
+
+def enable_units(root: Path, units: list[str], default_target: str | None) -> None:
+    if units:
+        run_in_tree(root, ["systemctl", "--root=/", "enable", *units], what="systemctl enable")
+    if default_target:
+        run_in_tree(
+            root, ["systemctl", "--root=/", "set-default", default_target], what="set-default"
+        )
+
+
+def run_postprocess_scripts(root: Path, scripts: list[tuple[str, str]], reporter: Reporter) -> None:
+    """Run each (name, content) script with the tree as /, without network.
+
+    A script with no #! line runs under /bin/sh -e. A failing script stops the
+    compose with its output shown.
+    """
+    for name, content in scripts:
+        reporter.task_begin(f"Running {name}")
+        with tempfile.NamedTemporaryFile("w", prefix="apt-ostree-postprocess-", delete=False) as f:
+            f.write(content)
+            script = Path(f.name)
+        try:
+            script.chmod(0o755)
+            inner = "/tmp/apt-ostree-postprocess"
+            argv = [inner] if content.startswith("#!") else ["/bin/sh", "-e", inner]
+            try:
+                output = run_in_tree(root, argv, what=name, ro_binds=[(script, inner)])
+            except CommandError as e:
+                shown = e.output.rstrip() or "(no output)"
+                raise PostprocessScriptError(f"{e}; its output:\n{shown}") from e
+        finally:
+            script.unlink()
+        if output.strip():
+            reporter.info(output.rstrip())
+        reporter.task_end()
+
+
+def treefile_scripts(treefile: Treefile) -> list[tuple[str, str]]:
+    scripts = []
+    if treefile.postprocess_script is not None:
+        scripts.append(
+            (f"postprocess-script {treefile.postprocess_script.name}",
+             treefile.postprocess_script.read_text())
+        )  # fmt: skip
+    for i, content in enumerate(treefile.postprocess, 1):
+        scripts.append((f"postprocess script #{i}", content))
+    return scripts
+
+
+def customize_tree(root: Path, treefile: Treefile, reporter: Reporter) -> None:
+    add_files(root, treefile.add_files)
+    enable_units(root, treefile.units, treefile.default_target)
+    run_postprocess_scripts(root, treefile_scripts(treefile), reporter)
+    remove_files(root, treefile.remove_files)

@@ -1,0 +1,1 @@
+"""APT and dpkg: sources, resolver, fetch, .deb reading, dpkg database, maintainer scripts."""

@@ -1,0 +1,1 @@
+"""Thin typed wrappers over libostree (through PyGObject)."""

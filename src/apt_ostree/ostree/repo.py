@@ -1,0 +1,168 @@
+"""OSTree repositories: open or create, commit a directory, read commit metadata."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gi
+
+gi.require_version("OSTree", "1.0")
+from gi.repository import Gio, GLib, OSTree  # noqa: E402
+
+from apt_ostree.errors import RepoError  # noqa: E402
+
+REPO_MODES = {
+    "archive": OSTree.RepoMode.ARCHIVE,
+    "archive-z2": OSTree.RepoMode.ARCHIVE,
+    "bare-user": OSTree.RepoMode.BARE_USER,
+    "bare": OSTree.RepoMode.BARE,
+}
+
+
+def validate_ref(ref: str) -> str | None:
+    """Return None when `ref` is a valid OSTree ref, else the reason."""
+    try:
+        OSTree.validate_rev(ref)
+    except GLib.Error as e:
+        return str(e.message)
+    return None
+
+
+def is_repo(path: Path) -> bool:
+    return (path / "config").is_file() and (path / "objects").is_dir()
+
+
+def check_repo_path(path: Path) -> None:
+    """Fail early when `path` exists but cannot be (or become) a repo: nothing is written."""
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise RepoError(f"cannot create repository {path}: {path.parent} does not exist")
+        return
+    if not path.is_dir():
+        raise RepoError(f"{path} is not an OSTree repository (it is not a directory)")
+    if is_repo(path):
+        return
+    if any(path.iterdir()):
+        raise RepoError(f"{path} is not an OSTree repository (no config/objects; not empty)")
+
+
+def open_repo(path: Path, create_mode: str | None = None) -> OSTree.Repo:
+    """Open the repository at `path`; create it in `create_mode` if it does not exist."""
+    repo = OSTree.Repo.new(Gio.File.new_for_path(os.fspath(path)))
+    if not is_repo(path):
+        if create_mode is None:
+            raise RepoError(f"{path} is not an OSTree repository")
+        check_repo_path(path)
+        if create_mode not in REPO_MODES:
+            raise RepoError(f"unknown repository mode {create_mode!r}")
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            repo.create(REPO_MODES[create_mode], None)
+        except GLib.Error as e:
+            raise RepoError(f"cannot create repository {path}: {e.message}") from e
+        return repo
+    try:
+        repo.open(None)
+    except GLib.Error as e:
+        raise RepoError(f"cannot open repository {path}: {e.message}") from e
+    return repo
+
+
+def resolve_ref(repo: OSTree.Repo, ref: str) -> str | None:
+    """The checksum `ref` points to, or None if the ref does not exist."""
+    try:
+        ok, csum = repo.resolve_rev(ref, True)
+    except GLib.Error as e:
+        raise RepoError(f"cannot resolve {ref}: {e.message}") from e
+    return csum if ok and csum else None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    checksum: str
+    parent: str | None
+    subject: str
+    timestamp: int
+    metadata: dict[str, Any]
+
+
+def read_commit(repo: OSTree.Repo, checksum: str) -> CommitInfo:
+    try:
+        _, commit = repo.load_variant(OSTree.ObjectType.COMMIT, checksum)
+    except GLib.Error as e:
+        raise RepoError(f"cannot load commit {checksum}: {e.message}") from e
+    metadata = commit.get_child_value(0).unpack()
+    parent = OSTree.commit_get_parent(commit)
+    subject = commit.get_child_value(3).get_string()
+    timestamp = OSTree.commit_get_timestamp(commit)
+    return CommitInfo(checksum, parent, subject, timestamp, metadata)
+
+
+def _variant(value: Any) -> GLib.Variant:
+    """Commit metadata values: strings, booleans, integers, string lists, package tuples."""
+    if isinstance(value, GLib.Variant):
+        return value
+    if isinstance(value, bool):
+        return GLib.Variant("b", value)
+    if isinstance(value, int):
+        return GLib.Variant("x", value)
+    if isinstance(value, float):
+        return GLib.Variant("d", value)
+    if isinstance(value, str):
+        return GLib.Variant("s", value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return GLib.Variant("as", value)
+    raise RepoError(f"unsupported metadata value {value!r}")
+
+
+def commit_directory(
+    repo: OSTree.Repo,
+    root: Path,
+    *,
+    ref: str,
+    parent: str | None,
+    subject: str,
+    metadata: dict[str, Any],
+    timestamp: int | None = None,
+) -> str:
+    """Commit the directory `root` on `ref` in one transaction; return the checksum.
+
+    Ownership and modes are recorded as they are on disk (the tree is built as root).
+    An interrupted or failed commit leaves the ref untouched.
+    """
+    meta = GLib.Variant("a{sv}", {k: _variant(v) for k, v in metadata.items()})
+    try:
+        repo.prepare_transaction(None)
+        try:
+            mtree = OSTree.MutableTree.new()
+            modifier = OSTree.RepoCommitModifier.new(
+                OSTree.RepoCommitModifierFlags.NONE, None
+            )
+            repo.write_directory_to_mtree(
+                Gio.File.new_for_path(os.fspath(root)), mtree, modifier, None
+            )
+            _, root_file = repo.write_mtree(mtree, None)
+            if timestamp is None:
+                _, checksum = repo.write_commit(parent, subject, None, meta, root_file, None)
+            else:
+                _, checksum = repo.write_commit_with_time(
+                    parent, subject, None, meta, root_file, timestamp, None
+                )
+            repo.transaction_set_ref(None, ref, checksum)
+            repo.commit_transaction(None)
+        except BaseException:
+            repo.abort_transaction(None)
+            raise
+    except GLib.Error as e:
+        raise RepoError(f"cannot commit {root}: {e.message}") from e
+    return str(checksum)
+
+
+def regenerate_summary(repo: OSTree.Repo) -> None:
+    try:
+        repo.regenerate_summary(None, None)
+    except GLib.Error as e:
+        raise RepoError(f"cannot update the summary file: {e.message}") from e
