@@ -34,6 +34,7 @@ $(VENV)/.stamp: Makefile pyproject.toml
 	touch $@
 
 compose: deps
+	mkdir -p build
 	$(BIN)/apt-ostree compose tree $(TREEFILE) --repo $(REPO) --cachedir $(CACHEDIR) \
 		--write-commitid-to build/commitid
 	@echo; ostree --repo=$(REPO) log $$(cat build/commitid) | head -n 8
