@@ -42,8 +42,8 @@ compose: deps
 	@echo "Kernel and initramfs:"; ostree --repo=$(REPO) ls -R $$(cat build/commitid) /usr/lib/modules | grep -E 'vmlinuz|initramfs' || true
 
 lint: deps
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench/*)
+	$(BIN)/ruff format --check src tests $(wildcard bench/*)
 	$(BIN)/mypy
 
 test: deps

@@ -46,7 +46,5 @@ def run(
     if proc.returncode != 0:
         output = proc.stdout or ""
         label = what or shlex.join(argv[:3])
-        raise CommandError(
-            f"{label} failed with exit status {proc.returncode}", argv, output
-        )
+        raise CommandError(f"{label} failed with exit status {proc.returncode}", argv, output)
     return proc

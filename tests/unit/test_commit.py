@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def rootfs(tmp_path: Path) -> Path:
 
 
 def commit(rootfs: Path, repo: Path, **kw: object) -> str:
-    return commit_tree(CommitRequest(repo=repo, ref="test/x86_64/base", rootfs=rootfs, **kw)).checksum  # type: ignore[arg-type]
+    return commit_tree(
+        CommitRequest(repo=repo, ref="test/x86_64/base", rootfs=rootfs, **kw)
+    ).checksum  # type: ignore[arg-type]
 
 
 def metadata(repo: Path, checksum: str) -> dict[str, object]:
@@ -57,10 +60,14 @@ def test_commit_metadata_names_kernel_and_every_installed_package(
 
 def test_commit_keeps_ownership_and_modes(rootfs: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
+    spool = rootfs / "usr/share/mailspool"
+    spool.mkdir(mode=0o2775)
+    spool.chmod(0o2775)
+    os.chown(spool, 0, 8)
     csum = commit(rootfs, repo)
-    out = subprocess.run(["ostree", f"--repo={repo}", "ls", csum, "/usr/share/factory"],
+    out = subprocess.run(["ostree", f"--repo={repo}", "ls", "-d", csum, "/usr/share/mailspool"],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert out.startswith("d00755 0 0")
+    assert out.split()[:3] == ["d02775", "0", "8"]
 
 
 def test_second_commit_has_the_first_as_parent_and_next_version(

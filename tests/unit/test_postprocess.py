@@ -18,7 +18,9 @@ KVER = "6.1.0-fake"
 
 
 def tmpfiles(root: Path) -> str:
-    return "".join(p.read_text() for p in sorted((root / "usr/lib/tmpfiles.d").glob("apt-ostree-*")))
+    return "".join(
+        p.read_text() for p in sorted((root / "usr/lib/tmpfiles.d").glob("apt-ostree-*"))
+    )
 
 
 @pytest.fixture
@@ -73,7 +75,8 @@ def test_deb_systemd_helper_state_travels_with_usr(tree: Path) -> None:
     postprocess_tree(tree, PostprocessOptions())
     moved = tree / "usr/lib/apt-ostree/state/deb-systemd-helper-enabled/foo.service.dsh-also"
     assert moved.is_file()
-    assert "L /var/lib/systemd/deb-systemd-helper-enabled - - - - ../../../usr/lib/apt-ostree/state/deb-systemd-helper-enabled" in tmpfiles(tree)
+    target = "../../../usr/lib/apt-ostree/state/deb-systemd-helper-enabled"
+    assert f"L /var/lib/systemd/deb-systemd-helper-enabled - - - - {target}\n" in tmpfiles(tree)
 
 
 def test_var_is_empty_and_described_by_tmpfiles(tree: Path) -> None:

@@ -212,6 +212,14 @@ def test_add_files_entry_must_be_a_pair() -> None:
     )
 
 
+def test_add_files_destination_must_be_in_usr_or_etc() -> None:
+    write("a", "")
+    message = error_of(f"ref: {REF}\nadd-files:\n  - [a, /var/lib/a]\n")
+    assert message.startswith(
+        'tf.yaml:3: key "add-files": destination "/var/lib/a" is outside /usr and /etc'
+    )
+
+
 def test_missing_postprocess_script_is_an_error() -> None:
     message = error_of(f"ref: {REF}\npostprocess-script: post.sh\n")
     assert message.startswith('tf.yaml:2: key "postprocess-script": "post.sh" does not exist')
@@ -299,6 +307,13 @@ def test_include_cycle_is_an_error() -> None:
     assert (
         message == 'b.yaml:2: key "include": include cycle: tf.yaml -> a.yaml -> b.yaml -> tf.yaml'
     )
+
+
+def test_file_included_twice_is_an_error() -> None:
+    write("common.yaml", "packages: [bash]\n")
+    write("a.yaml", f"ref: {REF}\ninclude: common.yaml\n")
+    message = error_of("include: [a.yaml, common.yaml]\n")
+    assert message == 'tf.yaml:1: key "include": "common.yaml" is already included at a.yaml:2'
 
 
 def test_missing_include_is_an_error() -> None:

@@ -18,14 +18,14 @@ def register(sub: Any) -> None:
 
     tree = csub.add_parser("tree", help="compose a commit from a treefile")
     tree.add_argument("treefile", type=Path)
-    tree.add_argument("--repo", type=Path, required=True, help="OSTree repository (created if missing)")
+    tree.add_argument(
+        "--repo", type=Path, required=True, help="OSTree repository (created if missing)"
+    )
     tree.add_argument("--cachedir", type=Path, help="cache for APT indexes and .debs")
     tree.add_argument("--workdir", type=Path, help="where the tree is built (default /var/tmp)")
     tree.add_argument("--dry-run", action="store_true", help="resolve and print the package list")
     tree.add_argument("--print-only", action="store_true", help="print the merged treefile")
-    tree.add_argument(
-        "--force-nocache", action="store_true", help="commit even if nothing changed"
-    )
+    tree.add_argument("--force-nocache", action="store_true", help="commit even if nothing changed")
     tree.add_argument(
         "--add-metadata-string", action="append", default=[], metavar="KEY=VALUE",
         help="add a string to the commit metadata (version=V sets the version)",

@@ -17,9 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Atomic, image-based Debian systems with package layering.",
     )
     parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print only results and errors"
-    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     compose.register(sub)
     return parser

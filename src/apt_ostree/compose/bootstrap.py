@@ -54,17 +54,14 @@ def _divert_kernel_hook() -> str:
 
 def _restore_kernel_hook() -> str:
     hook = shlex.quote(KERNEL_HOOK)
-    return (
-        f'rm -f "$1"{hook}'
-        f' && chroot "$1" dpkg-divert --quiet --local --rename --remove {hook}'
-    )
+    return f'rm -f "$1"{hook} && chroot "$1" dpkg-divert --quiet --local --rename --remove {hook}'
 
 
 def _cache_in(cachedir: Path) -> str:
     c = shlex.quote(str(cachedir))
     return (
         'mkdir -p "$1/var/cache/apt/archives"'
-        f" && for f in {c}/*.deb; do [ -e \"$f\" ] || continue;"
+        f' && for f in {c}/*.deb; do [ -e "$f" ] || continue;'
         ' ln -f "$f" "$1/var/cache/apt/archives/" 2>/dev/null'
         ' || cp "$f" "$1/var/cache/apt/archives/"; done'
     )
@@ -99,7 +96,7 @@ def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
         "--variant=essential",
         "--format=directory",
         f"--architectures={req.arch}",
-        f"--aptopt=APT::Install-Recommends \"{recommends}\"",
+        f'--aptopt=APT::Install-Recommends "{recommends}"',
         "--skip=download/empty",
         "--skip=essential/unlink",
         f"--essential-hook={_divert_kernel_hook()}",

@@ -81,14 +81,11 @@ def run_postprocess_scripts(root: Path, scripts: list[tuple[str, str]], reporter
 
 
 def treefile_scripts(treefile: Treefile) -> list[tuple[str, str]]:
-    scripts = []
+    # As rpm-ostree: the inline scripts first, then postprocess-script.
+    scripts = [(f"postprocess script #{i}", c) for i, c in enumerate(treefile.postprocess, 1)]
     if treefile.postprocess_script is not None:
-        scripts.append(
-            (f"postprocess-script {treefile.postprocess_script.name}",
-             treefile.postprocess_script.read_text())
-        )  # fmt: skip
-    for i, content in enumerate(treefile.postprocess, 1):
-        scripts.append((f"postprocess script #{i}", content))
+        script = treefile.postprocess_script
+        scripts.append((f"postprocess-script {script.name}", script.read_text()))
     return scripts
 
 

@@ -99,15 +99,10 @@ def check_tree(root: Path) -> None:
         raise PostprocessError(f"{root} is not a directory")
     if not (root / "usr").is_dir():
         raise PostprocessError(f"{root} does not look like a Debian tree: no /usr")
-    if (root / "usr/etc").exists() and not _is_link(root / "etc"):
-        if (root / "etc").exists():
-            raise PostprocessError(
-                f"{root} has both /etc and /usr/etc: it is already (partly) postprocessed"
-            )
-
-
-def _is_link(path: Path) -> bool:
-    return path.is_symlink()
+    if (root / "usr/etc").exists() and (root / "etc").exists():
+        raise PostprocessError(
+            f"{root} has both /etc and /usr/etc: it is already (partly) postprocessed"
+        )
 
 
 def merge_usr(root: Path) -> None:
@@ -179,9 +174,7 @@ def build_initramfs(root: Path, kver: str, extra_args: list[str]) -> None:
             "the tree has a kernel but no dracut: add dracut and ostree-boot to packages"
         )
     if not any((root / "usr/lib/dracut/modules.d").glob("*ostree")):
-        raise PostprocessError(
-            "the tree has no dracut ostree module: add ostree-boot to packages"
-        )
+        raise PostprocessError("the tree has no dracut ostree module: add ostree-boot to packages")
     out = f"/usr/lib/modules/{kver}/initramfs.img"
     argv = [
         "dracut", "--no-hostonly", "--add", "ostree", "--reproducible",
@@ -290,9 +283,7 @@ def convert_var(root: Path) -> int:
     for dirpath, dirnames, filenames in os.walk(var):
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(root)
-        drop = any(
-            str(rel_dir) == p or str(rel_dir).startswith(p + "/") for p in VAR_DROP_CONTENT
-        )
+        drop = any(str(rel_dir) == p or str(rel_dir).startswith(p + "/") for p in VAR_DROP_CONTENT)
         for name in sorted(dirnames + filenames):
             path = Path(dirpath) / name
             abs_path = "/" + str(path.relative_to(root))
@@ -380,7 +371,9 @@ def _override_toplevel_tmpfiles(root: Path) -> None:
         if changed:
             dest = root / "etc/tmpfiles.d" / conf.name
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text("# Rewritten by apt-ostree for the OSTree layout.\n" + "\n".join(out) + "\n")
+            dest.write_text(
+                "# Rewritten by apt-ostree for the OSTree layout.\n" + "\n".join(out) + "\n"
+            )
 
 
 def finish_etc(root: Path, options: PostprocessOptions) -> None:
@@ -406,9 +399,10 @@ def move_etc(root: Path) -> None:
     if (root / "usr/etc").exists():
         raise PostprocessError(f"{root} has both /etc and /usr/etc")
     etc.rename(root / "usr/etc")
-    if not (root / "usr/etc/os-release").exists() and not (
-        root / "usr/etc/os-release"
-    ).is_symlink():
+    if (
+        not (root / "usr/etc/os-release").exists()
+        and not (root / "usr/etc/os-release").is_symlink()
+    ):
         raise PostprocessError("the tree has no /etc/os-release (base-files is missing?)")
 
 
@@ -446,4 +440,3 @@ def make_toplevel_links(root: Path, tmp_is_dir: bool) -> None:
                 _remove(entry)
         else:
             d.mkdir()
-

@@ -55,6 +55,9 @@ _UNIT_SUFFIXES = (
     ".swap",
     ".slice",
 )
+# Top-level directories whose content an OSTree commit carries: /usr, /etc
+# (stored as /usr/etc) and the merged-/usr symlinks that lead into /usr.
+_COMMITTED_TOP_DIRS = {"usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}
 _ARCHITECTURE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # rpm-ostree keys that have a Debian counterpart under another name.
 _RPM_OSTREE_HINTS = {
@@ -206,7 +209,15 @@ def _add_file(doc: _Document, key: str, node: Node) -> tuple[Path, str]:
     path = _absolute(doc.dir, src)
     if not path.exists():
         raise doc.error(src_node, key, f'source "{src}" does not exist ({path})')
-    return path, _tree_path(doc, key, dest_node)
+    dest = _tree_path(doc, key, dest_node)
+    if dest.split("/")[1] not in _COMMITTED_TOP_DIRS:
+        raise doc.error(
+            dest_node,
+            key,
+            f'destination "{dest}" is outside /usr and /etc, the only parts of the tree '
+            "that the commit carries (/var and the rest are per machine)",
+        )
+    return path, dest
 
 
 def _metadata_value(doc: _Document, key: str, node: Node) -> Any:
@@ -410,16 +421,32 @@ def _includes(doc: _Document, node: Node) -> list[_Include]:
 # --- includes and merging -------------------------------------------------------------
 
 
-def _load_merged(path: Path, display: str, chain: tuple[tuple[Path, str], ...]) -> _Fields:
-    """The fields of `path` with its includes merged in (included files first)."""
+def _load_merged(
+    path: Path,
+    display: str,
+    chain: tuple[tuple[Path, str], ...],
+    included: dict[Path, _Origin],
+) -> _Fields:
+    """The fields of `path` with its includes merged in (included files first).
+
+    `chain` is the path of includes that led here (for cycles); `included` is
+    every file included so far, since rpm-ostree refuses a file included twice.
+    """
     own, includes = _read_document(path, display)
     chain = (*chain, (path.resolve(), display))
     merged: _Fields = {}
     for include in includes:
-        if include.path.resolve() in (p for p, _ in chain):
+        key = include.path.resolve()
+        if key in (p for p, _ in chain):
             cycle = " -> ".join([*(d for _, d in chain), include.display])
             raise TreefileError(f'{include.origin}: key "include": include cycle: {cycle}')
-        _merge_into(merged, _load_merged(include.path, include.display, chain))
+        if key in included:
+            raise TreefileError(
+                f'{include.origin}: key "include": "{include.display}" is already '
+                f"included at {included[key]}"
+            )
+        included[key] = include.origin
+        _merge_into(merged, _load_merged(include.path, include.display, chain, included))
     _merge_into(merged, own)
     return merged
 
@@ -525,7 +552,7 @@ def load_treefile(path: Path) -> Treefile:
     absolute = Path(os.path.abspath(path))
     if not absolute.is_file():
         raise TreefileError(f"{display}: no such treefile")
-    fields = _load_merged(absolute, display, ())
+    fields = _load_merged(absolute, display, (), {})
     return _build(absolute, display, fields)
 
 

@@ -138,9 +138,7 @@ def commit_directory(
         repo.prepare_transaction(None)
         try:
             mtree = OSTree.MutableTree.new()
-            modifier = OSTree.RepoCommitModifier.new(
-                OSTree.RepoCommitModifierFlags.NONE, None
-            )
+            modifier = OSTree.RepoCommitModifier.new(OSTree.RepoCommitModifierFlags.NONE, None)
             repo.write_directory_to_mtree(
                 Gio.File.new_for_path(os.fspath(root)), mtree, modifier, None
             )
