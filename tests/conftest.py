@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
-for path in (TESTS.parent / "src", TESTS):
-    # Prepend so that the tree under test wins over any installed copy.
+ROOT = Path(__file__).resolve().parent.parent
+# Prepend so that the tree under test wins over any installed copy; the
+# project root makes fixture modules importable as `tests.fixtures.*`.
+for path in (ROOT, ROOT / "src"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
 # Fixture modules are plugins: their fixtures are visible to every test.
-pytest_plugins = ["fixtures.aptrepo"]
+pytest_plugins = ["tests.fixtures.aptrepo"]

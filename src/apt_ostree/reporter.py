@@ -14,8 +14,7 @@ class Reporter:
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
-        self._task: str | None = None
-        self._task_start = 0.0
+        self._tasks: list[tuple[str, float]] = []
         self._start = time.monotonic()
 
     def _elapsed(self) -> str:
@@ -30,17 +29,16 @@ class Reporter:
             print(f"[{self._elapsed()}] {text}", file=self.stream, flush=True)
 
     def task_begin(self, name: str) -> None:
-        self._task = name
-        self._task_start = time.monotonic()
+        """Start a step; steps nest (a step may run sub-steps)."""
+        self._tasks.append((name, time.monotonic()))
         self.info(f"{name}...")
 
     def task_end(self, detail: str = "") -> None:
-        if self._task is None:
+        if not self._tasks:
             return
-        took = time.monotonic() - self._task_start
+        name, start = self._tasks.pop()
         suffix = f": {detail}" if detail else ""
-        self.info(f"{self._task}: done in {took:.1f}s{suffix}")
-        self._task = None
+        self.info(f"{name}: done in {time.monotonic() - start:.1f}s{suffix}")
 
     def progress(self, text: str) -> None:
         """A transient line (downloads, counters); overwritten on a terminal."""

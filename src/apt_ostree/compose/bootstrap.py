@@ -120,12 +120,22 @@ def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
 def bootstrap(req: BootstrapRequest, target: Path, reporter: Reporter) -> None:
     """Run mmdebstrap into `target` (which must not exist or be empty)."""
     reporter.task_begin(f"Bootstrapping {len(req.packages)} packages with mmdebstrap")
+    cached_before = _cached_debs(req.cachedir)
     try:
-        proc = run(mmdebstrap_argv(req, target), what="mmdebstrap")
+        run(mmdebstrap_argv(req, target), what="mmdebstrap")
     except CommandError as e:
         tail = "\n".join(e.output.strip().splitlines()[-15:])
         if "NO_PUBKEY" in e.output or "is not signed" in e.output:
             raise SourceError(f"mmdebstrap could not verify a source:\n{tail}") from e
         raise CommandError(f"mmdebstrap failed:\n{tail}", e.cmd, e.output) from e
-    fetched = sum(1 for line in proc.stdout.splitlines() if line.startswith("Get:"))
-    reporter.task_end(f"{fetched} packages fetched" if fetched else "all packages from cache")
+    if req.cachedir is None:
+        reporter.task_end()
+    else:
+        fetched = len(_cached_debs(req.cachedir) - cached_before)
+        reporter.task_end(f"{fetched} packages fetched, {len(req.packages) - fetched} from cache")
+
+
+def _cached_debs(cachedir: Path | None) -> set[str]:
+    if cachedir is None or not cachedir.is_dir():
+        return set()
+    return {p.name for p in cachedir.glob("*.deb")}

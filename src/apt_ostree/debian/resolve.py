@@ -335,10 +335,8 @@ def _source_failure(
     mine = [m for m in messages if f"'{label} " in m or f" {label} " in m]
     texts = [item.error_text for item in failed] + mine
     for text in texts:
-        if "NO_PUBKEY" in text:
-            keys = " ".join(w for w in text.replace(",", " ").split() if w != "NO_PUBKEY")
-            keys = keys.split(":")[-1].strip()
-            return f"is signed by an unknown key (NO_PUBKEY {keys})"
+        if keys := re.findall(r"NO_PUBKEY ([0-9A-Fa-f]+)", text):
+            return f"is signed by an unknown key (NO_PUBKEY {', '.join(keys)})"
     for item in failed:
         if item.status == apt_pkg.AcquireItem.STAT_TRANSIENT_NETWORK_ERROR:
             return f"is unreachable: {item.error_text}"
@@ -403,14 +401,37 @@ def fetch_indexes(stanzas: Sequence[str], out: IO[str]) -> None:
 
 @dataclass
 class _Request:
-    """The packages of one resolution and why each must be installed."""
+    """One resolution: the caches, and why each package must be installed."""
 
     cache: apt_pkg.Cache
     depcache: apt_pkg.DepCache
-    arch: str
     requested: list[apt_pkg.Package]
     essential: list[apt_pkg.Package]
     excluded: dict[str, apt_pkg.Package]
+
+    def candidate(self, pkg: apt_pkg.Package) -> apt_pkg.Version | None:
+        # A failed mark_install discards the DepCache's candidate; the policy
+        # still knows which version would have been installed.
+        cand = self.depcache.get_candidate_ver(pkg)
+        policy = self.depcache.policy
+        return cand if cand is not None else policy.get_candidate_ver(pkg)  # type: ignore[attr-defined]  # not in the stubs
+
+    def marked(self) -> Iterator[apt_pkg.Package]:
+        """The packages marked for installation, in cache order."""
+        return (pkg for pkg in self.cache.packages if self.depcache.marked_install(pkg))
+
+    def installs(self, ver: apt_pkg.Version) -> bool:
+        """Whether exactly `ver` is marked for installation."""
+        cand = self.candidate(ver.parent_pkg)
+        return (
+            cand is not None
+            and cand.id == ver.id
+            and bool(self.depcache.marked_install(ver.parent_pkg))
+        )
+
+
+_DEPENDS = ("PreDepends", "Depends")
+_CONFLICTS = {"Conflicts": "conflicts with", "Breaks": "breaks"}
 
 
 def _lookup(cache: apt_pkg.Cache, name: str, arch: str) -> apt_pkg.Package:
@@ -419,19 +440,17 @@ def _lookup(cache: apt_pkg.Cache, name: str, arch: str) -> apt_pkg.Package:
     try:
         pkg = cache[(pkgname, pkgarch or arch)]
     except KeyError:
-        pkg = None
-    if pkg is not None and pkg.has_versions:
+        raise ResolveError(
+            f'package "{name}" is not available from the configured sources'
+        ) from None
+    if pkg.has_versions:
         return pkg
-    providers = sorted(
-        {ver.parent_pkg.name: ver.parent_pkg for _, _, ver in pkg.provides_list}.items()
-        if pkg is not None
-        else []
-    )
+    providers = {ver.parent_pkg.name: ver.parent_pkg for _, _, ver in pkg.provides_list}
     if len(providers) == 1:
         # apt installs the only provider of a virtual package, and so do we.
-        return providers[0][1]
+        return next(iter(providers.values()))
     if providers:
-        names = ", ".join(f'"{n}"' for n, _ in providers)
+        names = ", ".join(f'"{n}"' for n in sorted(providers))
         raise ResolveError(
             f'package "{name}" is virtual and provided by {names}; request one of them'
         )
@@ -441,6 +460,7 @@ def _lookup(cache: apt_pkg.Cache, name: str, arch: str) -> apt_pkg.Package:
 def _essential_packages(
     cache: apt_pkg.Cache, depcache: apt_pkg.DepCache, arch: str
 ) -> list[apt_pkg.Package]:
+    """The `Essential: yes` packages of `arch`, as mmdebstrap's essential variant has them."""
     return sorted(
         (
             pkg
@@ -472,35 +492,64 @@ def _mark(req: _Request) -> None:
         resolver.resolve(True)
 
 
-def _installs(req: _Request, ver: apt_pkg.Version) -> bool:
-    pkg = ver.parent_pkg
-    cand = req.depcache.get_candidate_ver(pkg)
-    return (
-        cand is not None and cand.id == ver.id and bool(req.depcache.marked_install(pkg))
-    )
-
-
 def _why(req: _Request, pkg: apt_pkg.Package) -> str:
     """Why `pkg` is part of the tree: requested, essential or needed by another package."""
     if any(p.id == pkg.id for p in req.requested):
         return "requested"
     if any(p.id == pkg.id for p in req.essential):
         return "essential"
-    for other in req.cache.packages:
-        if not req.depcache.marked_install(other) or other.id == pkg.id:
-            continue
+    for other in req.marked():
         for group in _dependency_groups(req, other):
-            if any(t.parent_pkg.id == pkg.id for dep in group for t in dep.all_targets()):
+            if other.id != pkg.id and any(
+                t.parent_pkg.id == pkg.id for dep in group for t in dep.all_targets()
+            ):
                 return f'required by "{other.name}"'
     return "required"
 
 
 def _dependency_groups(req: _Request, pkg: apt_pkg.Package) -> list[list[apt_pkg.Dependency]]:
-    cand = req.depcache.get_candidate_ver(pkg)
+    """The or-groups of `pkg`'s candidate that must be satisfied (Recommends never break)."""
+    cand = req.candidate(pkg)
     if cand is None:
         return []
-    kinds = ["PreDepends", "Depends"]
-    return [group for kind in kinds for group in cand.depends_list.get(kind, [])]
+    return [group for kind in _DEPENDS for group in cand.depends_list.get(kind, [])]
+
+
+def _conflict_targets(ver: apt_pkg.Version) -> Iterator[tuple[str, apt_pkg.Version]]:
+    """(field, version) for every version that `ver` conflicts with or breaks."""
+    for field in _CONFLICTS:
+        for group in ver.depends_list.get(field, []):
+            for dep in group:
+                for target in dep.all_targets():
+                    if target.parent_pkg.id != ver.parent_pkg.id:
+                        yield field, target
+
+
+def _conflict_message(
+    req: _Request, pkg: apt_pkg.Package, field: str, other: apt_pkg.Package
+) -> str:
+    return (
+        f'package "{pkg.name}" ({_why(req, pkg)}) {_CONFLICTS[field]} '
+        f'"{other.name}" ({_why(req, other)})'
+    )
+
+
+def _conflicts_of(req: _Request, pkg: apt_pkg.Package) -> str | None:
+    """A conflict, in either direction, between `pkg` and a package marked for installation."""
+    cand = req.candidate(pkg)
+    if cand is None:
+        return None
+    for field, target in _conflict_targets(cand):
+        if req.installs(target):
+            return _conflict_message(req, pkg, field, target.parent_pkg)
+    for other in req.marked():
+        other_cand = req.candidate(other)
+        if other.id == pkg.id or other_cand is None:
+            continue
+        for field, target in _conflict_targets(other_cand):
+            if target.id == cand.id:
+                return _conflict_message(req, other, field, pkg)
+    return None
 
 
 def _describe_dep(dep: apt_pkg.Dependency) -> str:
@@ -509,48 +558,17 @@ def _describe_dep(dep: apt_pkg.Dependency) -> str:
     return dep.target_pkg.name
 
 
-def _conflicts_of(req: _Request, pkg: apt_pkg.Package) -> str | None:
-    """A conflict between `pkg` and a package that is marked for installation."""
-    cand = req.depcache.get_candidate_ver(pkg)
-    if cand is None:
-        return None
-    kinds = ("Conflicts", "Breaks")
-    for kind in kinds:
-        for group in cand.depends_list.get(kind, []):
-            for dep in group:
-                for target in dep.all_targets():
-                    other = target.parent_pkg
-                    if other.id != pkg.id and _installs(req, target):
-                        return (
-                            f'package "{pkg.name}" ({_why(req, pkg)}) {kind.lower()} with '
-                            f'"{other.name}" ({_why(req, other)})'
-                        )
-    for other in req.cache.packages:
-        if other.id == pkg.id or not req.depcache.marked_install(other):
-            continue
-        other_cand = req.depcache.get_candidate_ver(other)
-        for kind in kinds:
-            for group in other_cand.depends_list.get(kind, []):
-                for dep in group:
-                    if any(t.id == cand.id for t in dep.all_targets()):
-                        return (
-                            f'package "{other.name}" ({_why(req, other)}) {kind.lower()} with '
-                            f'"{pkg.name}" ({_why(req, pkg)})'
-                        )
-    return None
-
-
 def _unsatisfied(req: _Request, pkg: apt_pkg.Package) -> str | None:
     """A dependency of `pkg` that the marked set does not satisfy, explained."""
     for group in _dependency_groups(req, pkg):
         targets = [t for dep in group for t in dep.all_targets()]
-        if any(_installs(req, t) for t in targets):
+        if any(req.installs(t) for t in targets):
             continue
         wanted = " | ".join(_describe_dep(dep) for dep in group)
-        blocked = sorted({t.parent_pkg.name for t in targets if t.parent_pkg.name in req.excluded})
-        if targets and len(blocked) == len({t.parent_pkg.name for t in targets}):
+        providers = sorted({t.parent_pkg.name for t in targets})
+        if providers and all(name in req.excluded for name in providers):
             return (
-                f'package "{blocked[0]}" is excluded by exclude-packages but required by '
+                f'package "{providers[0]}" is excluded by exclude-packages but required by '
                 f'"{pkg.name}" (Depends: {wanted})'
             )
         if not targets:
@@ -572,10 +590,11 @@ def _explain(req: _Request) -> list[str]:
             problems.append(
                 reason or f'package "{pkg.name}" ({_why(req, pkg)}) cannot be installed'
             )
-    for pkg in req.cache.packages:
-        if req.depcache.marked_install(pkg) and req.depcache.is_inst_broken(pkg):
+    for pkg in req.marked():
+        if req.depcache.is_inst_broken(pkg):
             reason = _unsatisfied(req, pkg) or _conflicts_of(req, pkg)
             problems.append(reason or f'package "{pkg.name}" has unmet dependencies')
+    # One root cause is often found from both of its ends.
     return list(dict.fromkeys(problems))
 
 
@@ -588,14 +607,11 @@ def resolve_marked(request: dict[str, Any]) -> list[tuple[str, str, str]]:
     depcache = apt_pkg.DepCache(cache)
     excluded = {}
     for name in request["exclude"]:
-        try:
+        with contextlib.suppress(KeyError):
             excluded[name] = cache[(name, arch)]
-        except KeyError:
-            continue
     req = _Request(
         cache=cache,
         depcache=depcache,
-        arch=arch,
         requested=[_lookup(cache, name, arch) for name in request["packages"]],
         essential=_essential_packages(cache, depcache, arch) if request["essential"] else [],
         excluded=excluded,
@@ -604,10 +620,10 @@ def resolve_marked(request: dict[str, Any]) -> list[tuple[str, str, str]]:
     if problems := _explain(req):
         raise ResolveError("; ".join(problems))
     installed = []
-    for pkg in cache.packages:
-        if depcache.marked_install(pkg):
-            ver = depcache.get_candidate_ver(pkg)
-            installed.append((pkg.name, ver.ver_str, ver.arch))
+    for pkg in req.marked():
+        ver = req.candidate(pkg)
+        assert ver is not None, pkg.name
+        installed.append((pkg.name, ver.ver_str, ver.arch))
     return sorted(installed)
 
 

@@ -38,8 +38,6 @@ def is_repo(path: Path) -> bool:
 def check_repo_path(path: Path) -> None:
     """Fail early when `path` exists but cannot be (or become) a repo: nothing is written."""
     if not path.exists():
-        if not path.parent.is_dir():
-            raise RepoError(f"cannot create repository {path}: {path.parent} does not exist")
         return
     if not path.is_dir():
         raise RepoError(f"{path} is not an OSTree repository (it is not a directory)")

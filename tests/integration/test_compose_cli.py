@@ -1,0 +1,157 @@
+"""`apt-ostree compose tree` on bad input, against the local signed APT repository.
+
+Each bad input is one `error:` line, a non-zero exit, and nothing written to REPO.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.aptrepo import AptRepo
+
+TOP = Path(__file__).resolve().parents[2]
+
+
+def apt_ostree(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
+    return subprocess.run(
+        [sys.executable, "-m", "apt_ostree", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def write_treefile(path: Path, stanza: str, packages: list[str], **extra: object) -> Path:
+    data: dict[str, object] = {
+        "ref": "test/x86_64/fixture",
+        "suite": "fixture",
+        "packages": packages,
+        "sources": [stanza],
+        **extra,
+    }
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: "), proc.stderr
+    assert needle in lines[-1], proc.stderr
+    assert len([line for line in lines if line.startswith("error:")]) == 1
+
+
+def test_dry_run_prints_the_resolved_set_and_writes_nothing(
+    apt_repo: AptRepo, tmp_path: Path
+) -> None:
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-a"])
+    repo = tmp_path / "repo"
+    proc = apt_ostree("compose", "tree", tf, "--repo", repo, "--cachedir", tmp_path / "c",
+                      "--dry-run")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert names == ["fixture-essential", "pkg-a", "pkg-b"]
+    assert not repo.exists()
+
+
+def test_print_only_prints_the_merged_treefile_as_json(apt_repo: AptRepo, tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("packages: [pkg-b]\n")
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-a"],
+                        include="base.yaml")  # fmt: skip
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "repo", "--print-only")
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(proc.stdout)
+    assert merged["packages"] == ["pkg-b", "pkg-a"]
+    assert merged["ref"] == "test/x86_64/fixture"
+
+
+def test_unknown_package_is_an_error(apt_repo: AptRepo, tmp_path: Path) -> None:
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["no-such-package"])
+    repo = tmp_path / "repo"
+    proc = apt_ostree("compose", "tree", tf, "--repo", repo, "--cachedir", tmp_path / "c")
+    assert_one_line_error(proc, '"no-such-package"')
+    assert not repo.exists()
+
+
+def test_unsigned_source_is_an_error(
+    unsigned_apt_repo: AptRepo, apt_repo: AptRepo, tmp_path: Path
+) -> None:
+    stanza = unsigned_apt_repo.sources_stanza(signed_by=apt_repo.keyring)
+    tf = write_treefile(tmp_path / "tf.json", stanza, ["pkg-a"])
+    repo = tmp_path / "repo"
+    proc = apt_ostree("compose", "tree", tf, "--repo", repo, "--cachedir", tmp_path / "c")
+    assert_one_line_error(proc, "not signed")
+    assert not repo.exists()
+
+
+def test_source_signed_by_another_key_is_an_error(
+    apt_repo: AptRepo, wrong_keyring: Path, tmp_path: Path
+) -> None:
+    stanza = apt_repo.sources_stanza(signed_by=wrong_keyring)
+    tf = write_treefile(tmp_path / "tf.json", stanza, ["pkg-a"])
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "repo",
+                      "--cachedir", tmp_path / "c")  # fmt: skip
+    assert_one_line_error(proc, "unknown key")
+
+
+def test_unreachable_source_is_an_error(apt_repo: AptRepo, tmp_path: Path) -> None:
+    stanza = apt_repo.sources_stanza(uri="http://127.0.0.1:1/")
+    tf = write_treefile(tmp_path / "tf.json", stanza, ["pkg-a"])
+    repo = tmp_path / "repo"
+    proc = apt_ostree("compose", "tree", tf, "--repo", repo, "--cachedir", tmp_path / "c")
+    assert_one_line_error(proc, "unreachable")
+    assert not repo.exists()
+
+
+def test_invalid_treefile_names_file_line_and_key(tmp_path: Path) -> None:
+    tf = tmp_path / "bad.yaml"
+    tf.write_text("ref: test/ref\npackages:\n  - pkg-a\npakages: [x]\n")
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "repo")
+    assert_one_line_error(proc, 'bad.yaml:4: unknown key "pakages"')
+    assert not (tmp_path / "repo").exists()
+
+
+def test_ref_with_invalid_characters_is_an_error(apt_repo: AptRepo, tmp_path: Path) -> None:
+    tf = tmp_path / "tf.yaml"
+    tf.write_text("ref: 'debian/12 bad ref'\npackages: [pkg-a]\n")
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "repo")
+    assert_one_line_error(proc, "tf.yaml:1")
+    assert "ref" in proc.stderr
+    assert not (tmp_path / "repo").exists()
+
+
+def test_repo_that_is_not_a_repo_is_an_error_and_left_alone(
+    apt_repo: AptRepo, tmp_path: Path
+) -> None:
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-a"])
+    notrepo = tmp_path / "notrepo"
+    notrepo.mkdir()
+    (notrepo / "precious.txt").write_text("keep me")
+    proc = apt_ostree("compose", "tree", tf, "--repo", notrepo, "--cachedir", tmp_path / "c")
+    assert_one_line_error(proc, "is not an OSTree repository")
+    assert [p.name for p in notrepo.iterdir()] == ["precious.txt"]
+
+
+def test_repo_that_is_a_file_is_an_error(apt_repo: AptRepo, tmp_path: Path) -> None:
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-a"])
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = apt_ostree("compose", "tree", tf, "--repo", afile)
+    assert_one_line_error(proc, "not an OSTree repository")
+
+
+@pytest.mark.parametrize("pair", ["novalue", "=x"])
+def test_bad_metadata_string_is_an_error(apt_repo: AptRepo, tmp_path: Path, pair: str) -> None:
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-a"])
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "r",
+                      "--add-metadata-string", pair)  # fmt: skip
+    assert_one_line_error(proc, "KEY=VALUE")
