@@ -43,6 +43,8 @@ _ERRORS: dict[str, type[ResolveError | SourceError]] = {
 
 @dataclass(frozen=True, order=True)
 class PackageInfo:
+    """One package of a tree, as dpkg names it (arch is "all" for arch-independent ones)."""
+
     name: str
     version: str
     arch: str
@@ -620,11 +622,40 @@ def resolve_marked(request: dict[str, Any]) -> list[tuple[str, str, str]]:
     if problems := _explain(req):
         raise ResolveError("; ".join(problems))
     installed = []
-    for pkg in req.marked():
+    for pkg in _needed(req, recommends=request["recommends"]):
         ver = req.candidate(pkg)
         assert ver is not None, pkg.name
         installed.append((pkg.name, ver.ver_str, ver.arch))
     return sorted(installed)
+
+
+def _needed(req: _Request, *, recommends: bool) -> list[apt_pkg.Package]:
+    """The marked packages reachable from the essential and requested ones.
+
+    The problem resolver can leave behind the dependencies of an alternative it
+    gave up (linux-image's `initramfs-tools | linux-initramfs-tool` with dracut
+    requested leaves initramfs-tools-core); apt would autoremove them, so they
+    are not part of the tree.
+    """
+    kinds = (*_DEPENDS, "Recommends") if recommends else _DEPENDS
+    keep: dict[int, apt_pkg.Package] = {}
+    stack = [*req.essential, *req.requested]
+    while stack:
+        pkg = stack.pop()
+        if pkg.id in keep or not req.depcache.marked_install(pkg):
+            continue
+        keep[pkg.id] = pkg
+        cand = req.candidate(pkg)
+        if cand is None:
+            continue
+        for kind in kinds:
+            for group in cand.depends_list.get(kind, []):
+                target = next(
+                    (t for dep in group for t in dep.all_targets() if req.installs(t)), None
+                )
+                if target is not None:
+                    stack.append(target.parent_pkg)
+    return [pkg for pkg in req.marked() if pkg.id in keep]
 
 
 def _child_main() -> int:

@@ -1,0 +1,158 @@
+"""Composing real Debian trees from the host's configured APT sources (slow)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from apt_ostree.ostree import repo as ostree_repo
+
+pytestmark = pytest.mark.slow
+
+TOP = Path(__file__).resolve().parents[2]
+MINIMAL = TOP / "examples/minimal.yaml"
+# Shared across test runs on one machine so that .debs are downloaded once.
+CACHEDIR = Path(os.environ.get("APT_OSTREE_TEST_CACHEDIR", "/var/tmp/apt-ostree-test-cache"))
+
+
+def apt_ostree(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
+    return subprocess.run(
+        [sys.executable, "-m", "apt_ostree", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def ostree(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["ostree", f"--repo={repo}", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@dataclass
+class Composed:
+    repo: Path
+    ref: str
+    checksum: str
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def minimal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Composed]:
+    repo = tmp_path_factory.mktemp("minimal") / "repo"
+    proc = apt_ostree("compose", "tree", MINIMAL, "--repo", repo, "--cachedir", CACHEDIR)
+    assert proc.returncode == 0, proc.stderr
+    ref = "debian/12/x86_64/minimal"
+    yield Composed(repo, ref, ostree(repo, "rev-parse", ref).strip(), proc.stdout)
+
+
+def ls(c: Composed, *paths: str) -> str:
+    return ostree(c.repo, "ls", c.checksum, *paths)
+
+
+def test_minimal_commit_has_kernel_and_initramfs_in_usr_lib_modules(minimal: Composed) -> None:
+    out = ostree(minimal.repo, "ls", "-R", minimal.checksum, "/usr/lib/modules")
+    names = {line.split()[-1].rsplit("/", 1)[-1] for line in out.splitlines()}
+    assert {"vmlinuz", "initramfs.img"} <= names
+
+
+def test_minimal_initramfs_contains_ostree_prepare_root(minimal: Composed, tmp_path: Path) -> None:
+    kver = ostree(minimal.repo, "show", "--print-metadata-key=ostree.linux", minimal.checksum)
+    kver = kver.strip().strip("'")
+    img = tmp_path / "initramfs.img"
+    with img.open("wb") as f:
+        subprocess.run(
+            ["ostree", f"--repo={minimal.repo}", "cat", minimal.checksum,
+             f"/usr/lib/modules/{kver}/initramfs.img"],
+            stdout=f, check=True,
+        )  # fmt: skip
+    listing = subprocess.run(["lsinitrd", str(img)], capture_output=True, text=True).stdout
+    assert "usr/lib/ostree/ostree-prepare-root" in listing
+
+
+def test_minimal_commit_layout(minimal: Composed) -> None:
+    top = {line.split()[-1] if "->" not in line else line.split()[-3] for line in
+           ls(minimal, "/").splitlines()}  # fmt: skip
+    assert "/etc" not in top
+    assert {"/usr", "/sysroot", "/ostree", "/var", "/boot"} <= top
+    assert ls(minimal, "/var").strip().splitlines() == [ls(minimal, "-d", "/var").strip()]
+    assert ls(minimal, "-d", "/usr/etc/os-release")
+    assert ls(minimal, "/usr/share/dpkg/database/status")
+    assert "../../usr/share/dpkg/database" in ostree(
+        minimal.repo, "cat", minimal.checksum, "/usr/lib/tmpfiles.d/apt-ostree-state.conf"
+    )
+
+
+def test_minimal_commit_fsck_is_clean(minimal: Composed) -> None:
+    subprocess.run(["ostree", f"--repo={minimal.repo}", "fsck", "-q"], check=True)
+
+
+def test_minimal_commit_metadata(minimal: Composed) -> None:
+    repo = ostree_repo.open_repo(minimal.repo)
+    meta = ostree_repo.read_commit(repo, minimal.checksum).metadata
+    assert meta["ostree.bootable"] is True
+    names = {name for name, _, _ in meta["apt-ostree.packages"]}
+    assert {"systemd", "dracut", "ostree-boot", "python3-apt", "base-files"} <= names
+    assert len(meta["apt-ostree.treefile-sha256"]) == 64
+    assert meta["version"].startswith("12.")
+    assert "mode=archive" in (minimal.repo / "config").read_text()
+
+
+def test_recompose_without_changes_makes_no_commit(minimal: Composed) -> None:
+    proc = apt_ostree("compose", "tree", MINIMAL, "--repo", minimal.repo, "--cachedir", CACHEDIR)
+    assert proc.returncode == 0, proc.stderr
+    assert "No apparent changes since previous commit" in proc.stdout
+    assert ostree(minimal.repo, "rev-parse", minimal.ref).strip() == minimal.checksum
+    proc = apt_ostree("compose", "tree", MINIMAL, "--repo", minimal.repo, "--cachedir", CACHEDIR,
+                      "--unchanged-exit-77")  # fmt: skip
+    assert proc.returncode == 77
+
+
+def essential_treefile(path: Path, **extra: str) -> Path:
+    """The Essential set only (no kernel): the smallest real Debian tree."""
+    lines = ["ref: test/x86_64/essential", "suite: bookworm", "recommends: false",
+             "documentation: false"] + [f"{k}: {v}" for k, v in extra.items()]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_failing_postprocess_script_stops_the_compose_and_shows_its_output(
+    tmp_path: Path,
+) -> None:
+    tf = essential_treefile(
+        tmp_path / "tf.yaml", postprocess='["echo the-script-said-this; exit 3"]'
+    )
+    repo = tmp_path / "repo"
+    proc = apt_ostree("compose", "tree", tf, "--repo", repo, "--cachedir", CACHEDIR)
+    assert proc.returncode == 1
+    assert "error: postprocess script #1 failed with exit status 3" in proc.stderr
+    assert "the-script-said-this" in proc.stderr
+    assert not repo.exists()
+
+
+def test_tree_without_kernel_is_committed_as_not_bootable(tmp_path: Path) -> None:
+    extra = tmp_path / "hello.conf"
+    extra.write_text("hello\n")
+    tf = essential_treefile(
+        tmp_path / "tf.yaml",
+        postprocess='["test -e /etc/hello.conf && touch /usr/share/postprocess-ran"]',
+        **{"add-files": "[[hello.conf, /etc/hello.conf]]"},
+    )
+    repo = tmp_path / "repo"
+    proc = apt_ostree("compose", "tree", tf, "--repo", repo, "--cachedir", CACHEDIR)
+    assert proc.returncode == 0, proc.stderr
+    assert "not be bootable" in proc.stderr
+    csum = ostree(repo, "rev-parse", "test/x86_64/essential").strip()
+    meta = ostree_repo.read_commit(ostree_repo.open_repo(repo), csum).metadata
+    assert meta["ostree.bootable"] is False and "ostree.linux" not in meta
+    assert ostree(repo, "cat", csum, "/usr/etc/hello.conf") == "hello\n"
+    assert ostree(repo, "ls", csum, "/usr/share/postprocess-ran")
