@@ -155,3 +155,27 @@ def test_bad_metadata_string_is_an_error(apt_repo: AptRepo, tmp_path: Path, pair
     proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "r",
                       "--add-metadata-string", pair)  # fmt: skip
     assert_one_line_error(proc, "KEY=VALUE")
+
+
+def test_postprocess_then_commit_an_existing_tree(tmp_path: Path) -> None:
+    from tests.fixtures.trees import make_tree
+
+    root = make_tree(tmp_path / "root", kernel="6.1.0-fake")
+    proc = apt_ostree("compose", "postprocess", root)
+    assert proc.returncode == 0, proc.stderr
+    assert "kernel 6.1.0-fake" in proc.stdout
+    repo = tmp_path / "repo"
+    idfile = tmp_path / "commitid"
+    proc = apt_ostree("compose", "commit", root, "--repo", repo, "--ref", "custom/base",
+                      "--add-metadata-string", "version=7", "--write-commitid-to", idfile)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    csum = idfile.read_text()
+    assert f"Wrote commit: {csum}" in proc.stdout
+    out = subprocess.run(["ostree", f"--repo={repo}", "show", csum], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "Version: 7" in out
+
+
+def test_postprocess_of_a_missing_tree_is_an_error(tmp_path: Path) -> None:
+    proc = apt_ostree("compose", "postprocess", tmp_path / "nothing")
+    assert_one_line_error(proc, "is not a directory")
