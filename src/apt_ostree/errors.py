@@ -34,7 +34,4 @@ class RepoError(AptOstreeError):
     """The OSTree repository is missing, invalid or could not be written."""
 
 
-class UnchangedError(AptOstreeError):
-    """Nothing to do, reported with exit code 77 when the caller asked for it."""
-
-    exit_code = 77
+EXIT_UNCHANGED = 77

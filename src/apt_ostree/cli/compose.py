@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from apt_ostree.errors import AptOstreeError, UnchangedError
+from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
 
 
@@ -48,6 +48,8 @@ def register(sub: Any) -> None:
     commit.add_argument("--add-metadata-string", action="append", default=[], metavar="KEY=VALUE")
     commit.add_argument("--write-commitid-to", type=Path, metavar="FILE")
     commit.set_defaults(func=cmd_commit)
+
+    register_sysroot(csub)
 
 
 def _metadata_strings(pairs: list[str]) -> dict[str, str]:
@@ -90,9 +92,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
         return 0
     if result.commit is None:
         print("No apparent changes since previous commit")
-        if args.unchanged_exit_77:
-            raise UnchangedError("no changes")
-        return 0
+        return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
     commit = result.commit
     if args.write_commitid_to:
         args.write_commitid_to.write_text(commit.checksum)
@@ -130,4 +130,46 @@ def cmd_commit(args: argparse.Namespace) -> int:
     if args.write_commitid_to:
         args.write_commitid_to.write_text(result.checksum)
     print(f"Wrote commit: {result.checksum}")
+    return 0
+
+
+def register_sysroot(csub: Any) -> None:
+    p = csub.add_parser("sysroot", help="make an OSTree sysroot with one deployment")
+    p.add_argument("path", type=Path, metavar="DIR")
+    p.add_argument("--repo", type=Path, required=True)
+    p.add_argument("--ref", required=True)
+    p.add_argument("--revision", help="deploy this commit of REF instead of its tip")
+    p.add_argument("--os", dest="osname", default="debian", help="osname (default debian)")
+    p.add_argument("--karg", action="append", default=[], help="kernel argument (repeatable)")
+    p.add_argument("--remote", metavar="NAME=URL", help="origin remote for upgrades")
+    p.add_argument("--remote-gpg-key", action="append", default=[], type=Path, metavar="FILE",
+                   help="GPG key(s) to verify the remote's commits")  # fmt: skip
+    p.add_argument("--no-gpg-verify", action="store_true", help="do not verify the remote")
+    p.set_defaults(func=cmd_sysroot)
+
+
+def cmd_sysroot(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.sysroot import SysrootRequest, make_sysroot
+
+    remote = remote_url = None
+    if args.remote:
+        remote, sep, remote_url = args.remote.partition("=")
+        if not sep or not remote or not remote_url:
+            raise AptOstreeError(f"--remote {args.remote!r}: expected NAME=URL")
+    checksum = make_sysroot(
+        SysrootRequest(
+            path=args.path,
+            repo=args.repo,
+            ref=args.ref,
+            revision=args.revision,
+            osname=args.osname,
+            kargs=args.karg,
+            remote=remote,
+            remote_url=remote_url,
+            gpg_verify=not args.no_gpg_verify,
+            gpg_keys=args.remote_gpg_key,
+        ),
+        _reporter(args),
+    )
+    print(f"Deployed {checksum} in {args.path}")
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from apt_ostree import __version__
-from apt_ostree.cli import compose
+from apt_ostree.cli import admin, compose, db, deploy, status
 from apt_ostree.errors import AptOstreeError, CommandError
 
 
@@ -18,8 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
+    parser.add_argument(
+        "--sysroot", type=Path, default=Path("/"),
+        help="work on the OSTree sysroot at PATH (default: the booted system)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    compose.register(sub)
+    for module in (status, deploy, admin, db, compose):
+        module.register(sub)
     return parser
 
 

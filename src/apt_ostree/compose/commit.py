@@ -48,7 +48,7 @@ def next_version(prefix: str, previous: str | None, now: float | None = None) ->
 
 
 def packages_variant(packages: Sequence[PackageInfo]) -> Any:
-    from gi.repository import GLib
+    from apt_ostree.ostree import GLib
 
     return GLib.Variant("a(sss)", [(p.name, p.version, p.arch) for p in packages])
 

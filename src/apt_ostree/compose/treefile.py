@@ -21,15 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import gi
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-gi.require_version("OSTree", "1.0")
-from gi.repository import GLib, OSTree  # noqa: E402
-
-from apt_ostree.debian import sources as apt_sources  # noqa: E402
-from apt_ostree.errors import SourceError, TreefileError  # noqa: E402
+from apt_ostree.debian import sources as apt_sources
+from apt_ostree.errors import SourceError, TreefileError
+from apt_ostree.ostree import GLib, OSTree
 
 if TYPE_CHECKING:
     from hashlib import _Hash

@@ -7,12 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gi
-
-gi.require_version("OSTree", "1.0")
-from gi.repository import Gio, GLib, OSTree  # noqa: E402
-
-from apt_ostree.errors import RepoError  # noqa: E402
+from apt_ostree.errors import RepoError
+from apt_ostree.ostree import Gio, GLib, OSTree
 
 REPO_MODES = {
     "archive": OSTree.RepoMode.ARCHIVE,
@@ -76,6 +72,14 @@ def resolve_ref(repo: OSTree.Repo, ref: str) -> str | None:
     except GLib.Error as e:
         raise RepoError(f"cannot resolve {ref}: {e.message}") from e
     return csum if ok and csum else None
+
+
+def commit_exists(repo: OSTree.Repo, checksum: str) -> bool:
+    try:
+        ok, variant = repo.load_variant_if_exists(OSTree.ObjectType.COMMIT, checksum)
+    except GLib.Error:
+        return False
+    return bool(ok) and variant is not None
 
 
 @dataclass(frozen=True)

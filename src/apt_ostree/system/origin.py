@@ -1,0 +1,112 @@
+"""The origin of a deployment: the only record of intent (as rpm-ostree's).
+
+[origin]
+refspec=remote:ref            (baserefspec= when packages are layered)
+[packages]
+requested=a;b;
+[overrides]
+remove=c;
+[apt-ostree]
+...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apt_ostree.errors import AptOstreeError
+
+
+class OriginError(AptOstreeError):
+    pass
+
+
+def parse_refspec(refspec: str) -> tuple[str | None, str]:
+    """`remote:ref` or `ref` -> (remote or None, ref)."""
+    remote, sep, ref = refspec.partition(":")
+    if not sep:
+        return None, refspec
+    if not remote or not ref:
+        raise OriginError(f'invalid refspec "{refspec}": expected REMOTE:REF or REF')
+    return remote, ref
+
+
+def _split_list(value: str) -> list[str]:
+    return [v for v in value.split(";") if v]
+
+
+@dataclass
+class Origin:
+    refspec: str
+    requested_packages: list[str] = field(default_factory=list)
+    requested_local: list[str] = field(default_factory=list)
+    removed_base: list[str] = field(default_factory=list)
+    replaced_local: list[str] = field(default_factory=list)
+    # The commit the deployment was made from when not the ref's tip (deploy REV).
+    override_commit: str | None = None
+    extra: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> str | None:
+        return parse_refspec(self.refspec)[0]
+
+    @property
+    def ref(self) -> str:
+        return parse_refspec(self.refspec)[1]
+
+    @property
+    def layered(self) -> bool:
+        return bool(
+            self.requested_packages or self.requested_local or self.removed_base
+            or self.replaced_local
+        )  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, sections: dict[str, dict[str, str]]) -> Origin:
+        o = sections.get("origin", {})
+        refspec = o.get("baserefspec") or o.get("refspec")
+        if not refspec:
+            raise OriginError("the deployment's origin has no refspec")
+        packages = sections.get("packages", {})
+        overrides = sections.get("overrides", {})
+        known = {
+            ("origin", "refspec"), ("origin", "baserefspec"), ("origin", "override-commit"),
+            ("packages", "requested"), ("packages", "requested-local"),
+            ("overrides", "remove"), ("overrides", "replace-local"),
+        }  # fmt: skip
+        extra: dict[str, dict[str, str]] = {}
+        for group, values in sections.items():
+            for key, value in values.items():
+                if (group, key) not in known:
+                    extra.setdefault(group, {})[key] = value
+        return cls(
+            refspec=refspec,
+            requested_packages=_split_list(packages.get("requested", "")),
+            requested_local=_split_list(packages.get("requested-local", "")),
+            removed_base=_split_list(overrides.get("remove", "")),
+            replaced_local=_split_list(overrides.get("replace-local", "")),
+            override_commit=o.get("override-commit") or None,
+            extra=extra,
+        )
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        sections: dict[str, dict[str, str]] = {}
+        key = "baserefspec" if self.layered else "refspec"
+        sections["origin"] = {key: self.refspec}
+        if self.override_commit:
+            sections["origin"]["override-commit"] = self.override_commit
+        if self.requested_packages or self.requested_local:
+            sections["packages"] = {}
+            if self.requested_packages:
+                sections["packages"]["requested"] = ";".join(self.requested_packages) + ";"
+            if self.requested_local:
+                sections["packages"]["requested-local"] = ";".join(self.requested_local) + ";"
+        if self.removed_base or self.replaced_local:
+            sections["overrides"] = {}
+            if self.removed_base:
+                sections["overrides"]["remove"] = ";".join(self.removed_base) + ";"
+            if self.replaced_local:
+                sections["overrides"]["replace-local"] = ";".join(self.replaced_local) + ";"
+        for group, values in self.extra.items():
+            sections.setdefault(group, {}).update(values)
+        return sections

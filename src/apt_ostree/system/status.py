@@ -1,0 +1,82 @@
+"""The state of a sysroot as rpm-ostree's `status --json` describes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.system.origin import Origin, OriginError
+from apt_ostree.system.sysroot import Sysroot
+
+PACKAGES_KEY = "apt-ostree.packages"
+BASE_KEY = "apt-ostree.base-checksum"
+
+
+def _commit_meta(sysroot: Sysroot, checksum: str) -> tuple[dict[str, Any], int, str | None]:
+    try:
+        info = ostree_repo.read_commit(sysroot.repo, checksum)
+    except ostree_repo.RepoError:
+        return {}, 0, None
+    return info.metadata, info.timestamp, info.parent
+
+
+def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
+    """One entry of `deployments[]`: every key always present, empty where empty."""
+    meta, timestamp, _ = _commit_meta(sysroot, d.checksum)
+    try:
+        origin: Origin | None = Origin.from_dict(d.origin)
+    except OriginError:
+        origin = None
+    base = meta.get(BASE_KEY)
+    base_meta, base_timestamp = (meta, timestamp)
+    if base:
+        base_meta, base_timestamp, _ = _commit_meta(sysroot, base)
+    return {
+        "id": d.id,
+        "osname": d.osname,
+        "serial": d.serial,
+        "checksum": d.checksum,
+        "base-checksum": base or None,
+        "version": base_meta.get("version") or meta.get("version"),
+        "timestamp": timestamp,
+        "base-timestamp": base_timestamp,
+        "origin": origin.refspec if origin else None,
+        "booted": d.booted,
+        "staged": d.staged,
+        "pinned": d.pinned,
+        "unlocked": "none",
+        "kernel-arguments": d.kargs,
+        "requested-packages": origin.requested_packages if origin else [],
+        "requested-local-packages": origin.requested_local if origin else [],
+        "requested-base-removals": origin.removed_base if origin else [],
+        "requested-base-local-replacements": origin.replaced_local if origin else [],
+        "packages": list(meta.get("apt-ostree.layered-packages", [])),
+        "base-removals": list(meta.get("apt-ostree.removed-base-packages", [])),
+        "base-local-replacements": list(meta.get("apt-ostree.replaced-base-packages", [])),
+        "regenerate-initramfs": False,
+        "initramfs-args": [],
+        "gpg-enabled": _gpg_enabled(sysroot, origin),
+    }
+
+
+def _gpg_enabled(sysroot: Sysroot, origin: Origin | None) -> bool:
+    if origin is None or origin.remote is None:
+        return False
+    try:
+        _, enabled = sysroot.repo.remote_get_gpg_verify(origin.remote)
+    except Exception:  # an origin naming a remote that was deleted
+        return False
+    return bool(enabled)
+
+
+def sysroot_status(sysroot: Sysroot, *, booted_only: bool = False) -> dict[str, Any]:
+    deployments = [deployment_status(sysroot, d) for d in sysroot.deployments()]
+    if booted_only:
+        deployments = [d for d in deployments if d["booted"]]
+    return {
+        "deployments": deployments,
+        "transaction": None,
+        "cached-update": None,
+        "update-driver": None,
+    }

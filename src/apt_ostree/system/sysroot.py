@@ -1,0 +1,163 @@
+"""The sysroot apt-ostree works on: the booted system (`/`) or an offline one.
+
+Every change happens inside `Sysroot.locked(...)`, which holds libostree's
+sysroot lock and records who holds it, so that a second caller is told.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from apt_ostree.errors import AptOstreeError
+from apt_ostree.ostree import GLib, OSTree
+from apt_ostree.ostree import sysroot as ostree_sysroot
+from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.system.origin import Origin
+
+BOOTED_FLAG = Path("/run/ostree-booted")
+
+
+class NotBootedError(AptOstreeError):
+    pass
+
+
+class LockedError(AptOstreeError):
+    pass
+
+
+def _lock_info_path(path: Path, booted: bool) -> Path:
+    # On a booted system /sysroot may be read-only; /run always is writable.
+    return Path("/run/apt-ostree/lock") if booted else path / "ostree/apt-ostree.lock"
+
+
+class Sysroot:
+    """A loaded sysroot; `booted` when it is the running system."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        self.booted = path.resolve() == Path("/")
+        if self.booted and not BOOTED_FLAG.exists():
+            raise NotBootedError(
+                "this system is not booted from an OSTree deployment;"
+                " use --sysroot PATH to work on an offline sysroot"
+            )
+        if not self.booted and not ostree_sysroot.is_sysroot(path):
+            raise AptOstreeError(f"{path} is not an OSTree sysroot (no ostree/repo, ostree/deploy)")
+        self.path = path
+        self.ostree = ostree_sysroot.load(path)
+        self._locked = False
+
+    # -- reading -----------------------------------------------------------
+
+    @property
+    def repo(self) -> OSTree.Repo:
+        _, repo = self.ostree.get_repo(None)
+        return repo
+
+    def reload(self) -> None:
+        self.ostree.load(None)
+
+    def deployments(self) -> list[DeploymentInfo]:
+        return [
+            ostree_sysroot.deployment_info(self.ostree, d, i)
+            for i, d in enumerate(self.ostree.get_deployments())
+        ]
+
+    def deployment_objects(self) -> list[OSTree.Deployment]:
+        return list(self.ostree.get_deployments())
+
+    def default_osname(self) -> str:
+        booted = self.ostree.get_booted_deployment()
+        if booted is not None:
+            return str(booted.get_osname())
+        deployments = self.ostree.get_deployments()
+        if deployments:
+            return str(deployments[0].get_osname())
+        raise AptOstreeError(f"the sysroot at {self.path} has no deployments")
+
+    def merge_deployment(self, osname: str) -> OSTree.Deployment:
+        """The deployment whose /etc and origin a new deployment starts from."""
+        merge = self.ostree.get_merge_deployment(osname)
+        if merge is None:
+            raise AptOstreeError(f'no deployment of "{osname}" to start from')
+        return merge
+
+    def origin_of(self, deployment: OSTree.Deployment) -> Origin:
+        return Origin.from_dict(ostree_sysroot.keyfile_dict(deployment.get_origin()))
+
+    # -- locking -----------------------------------------------------------
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[Sysroot]:
+        """Hold the sysroot lock for a change; fail at once if someone else has it."""
+        info_path = _lock_info_path(self.path, self.booted)
+        if not ostree_sysroot.try_lock(self.ostree):
+            holder = _read_lock_info(info_path)
+            raise LockedError(f"another operation is in progress{holder}")
+        try:
+            _write_lock_info(info_path, command)
+            self._locked = True
+            self.reload()
+            yield self
+        finally:
+            self._locked = False
+            info_path.unlink(missing_ok=True)
+            self.ostree.unlock()
+
+
+def _write_lock_info(path: Path, command: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "command": command}))
+    tmp.replace(path)
+
+
+def _read_lock_info(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f' (pid {info["pid"]}, "{info["command"]}")'
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def command_line() -> str:
+    """How the running command was invoked, for the lock holder's description."""
+    args = [a for a in sys.argv[1:] if not a.startswith("--sysroot")]
+    return " ".join(["apt-ostree", *args[:3]])
+
+
+def deploy(
+    sysroot: Sysroot,
+    osname: str,
+    checksum: str,
+    origin: Origin,
+    *,
+    kargs: list[str] | None = None,
+    merge: OSTree.Deployment | None = None,
+) -> None:
+    """Make a new deployment of `checksum` the default at next boot.
+
+    Booted: staged, finalized by ostree at shutdown. Offline: written now;
+    the previous default stays as the rollback deployment.
+    """
+    assert sysroot._locked, "deploy() needs the sysroot lock"
+    merge = merge if merge is not None else sysroot.merge_deployment(osname)
+    if kargs is None:
+        bootconfig = merge.get_bootconfig()
+        options = bootconfig.get("options") if bootconfig is not None else None
+        kargs = options.split() if options else []
+    keyfile = ostree_sysroot.origin_keyfile(origin.to_dict())
+    try:
+        if sysroot.booted:
+            sysroot.ostree.stage_tree(osname, checksum, keyfile, merge, kargs, None)
+        else:
+            _, new = sysroot.ostree.deploy_tree(osname, checksum, keyfile, merge, kargs, None)
+            ostree_sysroot.write_deployment(sysroot.ostree, osname, new, merge)
+    except GLib.Error as e:
+        raise AptOstreeError(f"cannot deploy {checksum[:12]}: {e.message}") from e
+    sysroot.reload()
