@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 # Everything apt-ostree and its tests use at run time comes from Debian.
 APT_PACKAGES := \
-	python3 python3-venv python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
+	python3 python3-venv python3-setuptools python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
 	python3-dasbus python3-pytest ostree mmdebstrap dracut-core bubblewrap \
 	gnupg dpkg-dev apt-utils e2fsprogs
 PIP_PACKAGES := ruff==0.17.6 mypy==2.4.1 types-PyYAML
