@@ -167,7 +167,8 @@ def test_postprocess_then_commit_an_existing_tree(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     idfile = tmp_path / "commitid"
     proc = apt_ostree("compose", "commit", root, "--repo", repo, "--ref", "custom/base",
-                      "--add-metadata-string", "version=7", "--write-commitid-to", idfile)  # fmt: skip
+                      "--add-metadata-string", "version=7",
+                      "--write-commitid-to", idfile)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     csum = idfile.read_text()
     assert f"Wrote commit: {csum}" in proc.stdout

@@ -35,7 +35,9 @@ def test_status_text_shows_version_and_commit(sysroot: SysrootFixture) -> None:
 def test_status_on_a_directory_that_is_not_a_sysroot_is_an_error(tmp_path: Path) -> None:
     proc = apt_ostree(tmp_path, "status")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: {tmp_path} is not an OSTree sysroot (no ostree/repo, ostree/deploy)"
+    assert proc.stderr.strip() == (
+        f"error: {tmp_path} is not an OSTree sysroot (no ostree/repo, ostree/deploy)"
+    )
 
 
 def test_status_on_a_machine_not_booted_from_ostree_is_an_error() -> None:
