@@ -1,0 +1,119 @@
+"""Rollback: make the previous deployment the default again, by reordering.
+
+libostree 2022.7 has no `admin rollback`; as rpm-ostree does, the new order is
+written with `write_deployments`. Nothing is deployed or deleted, so this is
+one bootloader-configuration swap.
+
+Deployment roles (of the OS being changed):
+
+- booted system: *pending* deployments come before the booted one (a staged
+  deployment is always pending), *rollback* deployments come after it;
+- offline sysroot: nothing is booted, so the default deployment (the first)
+  plays the booted one's part: no pending deployment, every later deployment
+  of the same OS is a rollback deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from apt_ostree.errors import AptOstreeError
+from apt_ostree.ostree import GLib, OSTree
+from apt_ostree.ostree.sysroot import DeploymentInfo, stdout_to_stderr
+from apt_ostree.run import run
+from apt_ostree.system.sysroot import Sysroot
+
+
+class RollbackError(AptOstreeError):
+    pass
+
+
+@dataclass
+class DeploymentRoles:
+    osname: str
+    current: DeploymentInfo  # the booted deployment; offline, the default one
+    pending: list[DeploymentInfo]
+    rollback: list[DeploymentInfo]
+
+
+def deployment_roles(deployments: list[DeploymentInfo], booted_system: bool) -> DeploymentRoles:
+    if not deployments:
+        raise RollbackError("the sysroot has no deployments")
+    if booted_system:
+        current = next((d for d in deployments if d.booted), None)
+        if current is None:
+            raise RollbackError("no deployment is marked as booted")
+    else:
+        current = deployments[0]
+    same_os = [d for d in deployments if d.osname == current.osname]
+    return DeploymentRoles(
+        osname=current.osname,
+        current=current,
+        pending=[d for d in same_os if d.index < current.index],
+        rollback=[d for d in same_os if d.index > current.index],
+    )
+
+
+def plan_rollback(deployments: list[DeploymentInfo], booted_system: bool) -> list[int]:
+    """The new order (indexes into `deployments`), the rollback target first.
+
+    As rpm-ostree: the first rollback deployment goes first; with no rollback
+    deployment but a pending one, the booted deployment goes back on top (which
+    also undoes a rollback). A staged deployment must be removed first.
+    """
+    roles = deployment_roles(deployments, booted_system)
+    if not roles.rollback and not roles.pending:
+        raise RollbackError("no rollback deployment")
+    if roles.pending and roles.pending[0].staged:
+        raise RollbackError(
+            "a staged deployment is pending; remove it with `apt-ostree cleanup -p` first"
+        )
+    target = roles.rollback[0] if roles.rollback else roles.current
+    return [target.index] + [d.index for d in deployments if d.index != target.index]
+
+
+@dataclass
+class RollbackResult:
+    current: DeploymentInfo  # booted (offline: the previous default), to diff against
+    previous_default: DeploymentInfo
+    new_default: DeploymentInfo
+
+
+def write_order(sysroot: Sysroot, deployments: list[OSTree.Deployment]) -> None:
+    """Write exactly `deployments` (first = default) without the post-write cleanup:
+    nothing was removed, so there is nothing to prune, and pruning walks every
+    object of every deployment (the slow part of `write_deployments`)."""
+    opts = OSTree.SysrootWriteDeploymentsOpts()
+    opts.do_postclean = False
+    try:
+        with stdout_to_stderr():
+            sysroot.ostree.write_deployments_with_options(deployments, opts, None)
+    except GLib.Error as e:
+        raise RollbackError(f"cannot write the deployments: {e.message}") from e
+    sysroot.reload()
+
+
+def rollback(sysroot: Sysroot) -> RollbackResult:
+    """Make the rollback deployment the default. Needs the sysroot lock."""
+    assert sysroot._locked, "rollback() needs the sysroot lock"
+    infos = sysroot.deployments()
+    order = plan_rollback(infos, sysroot.booted)
+    objects = sysroot.deployment_objects()
+    write_order(sysroot, [objects[i] for i in order])
+    return RollbackResult(
+        current=deployment_roles(infos, sysroot.booted).current,
+        previous_default=infos[0],
+        new_default=infos[order[0]],
+    )
+
+
+def require_booted_for_reboot(sysroot: Sysroot) -> None:
+    """`--reboot` only makes sense for the running system: fail before any change."""
+    if not sysroot.booted:
+        raise AptOstreeError(
+            f"--reboot needs the booted system; {sysroot.path} is an offline sysroot"
+        )
+
+
+def reboot() -> None:
+    run(["systemctl", "reboot"], capture=False, what="systemctl reboot")
