@@ -1,0 +1,537 @@
+"""Moving a sysroot to another base commit: upgrade, deploy REVISION, rebase.
+
+Each takes the origin of the default deployment (the pending one when there is
+one, as rpm-ostree does, so that changes accumulate), pulls from the origin's
+remote, and deploys the new commit with `system.sysroot.deploy`: staged on a
+booted system, written at once offline, the previous default kept as rollback.
+The callers hold the sysroot lock; a failed pull or deploy leaves the
+deployments as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from apt_ostree.errors import AptOstreeError
+from apt_ostree.ostree import GLib
+from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.repo import CommitInfo
+from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.reporter import Reporter
+from apt_ostree.run import run
+from apt_ostree.system.origin import Origin, parse_refspec
+from apt_ostree.system.pull import DowngradeError, PullError, PullResult, pull, remote_url
+from apt_ostree.system.sysroot import Sysroot, deploy
+
+PACKAGES_KEY = "apt-ostree.packages"
+BASE_KEY = "apt-ostree.base-checksum"
+
+_CHECKSUM = re.compile(r"[0-9a-f]{64}")
+_PREFIX = re.compile(r"[0-9a-f]{4,63}")
+
+
+class RevisionError(AptOstreeError):
+    pass
+
+
+# -- package diff from commit metadata ---------------------------------------
+
+
+@dataclass
+class PackageDiff:
+    """Packages that differ between two commits, from their `apt-ostree.packages`."""
+
+    upgraded: list[tuple[str, str, str]] = field(default_factory=list)  # name, old, new
+    downgraded: list[tuple[str, str, str]] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)  # name, version
+    added: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.upgraded or self.downgraded or self.removed or self.added)
+
+    def summary(self) -> str:
+        counts = [
+            (len(self.upgraded), "upgraded"),
+            (len(self.downgraded), "downgraded"),
+            (len(self.removed), "removed"),
+            (len(self.added), "added"),
+        ]
+        return ", ".join(f"{n} {what}" for n, what in counts if n) or "no package changes"
+
+    def lines(self) -> list[str]:
+        """rpm-ostree's block format: `Upgraded:` then `  name old -> new`, ..."""
+        out: list[str] = []
+        for title, changes in (("Upgraded", self.upgraded), ("Downgraded", self.downgraded)):
+            if changes:
+                out.append(f"{title}:")
+                out.extend(f"  {name} {old} -> {new}" for name, old, new in changes)
+        for title, packages in (("Removed", self.removed), ("Added", self.added)):
+            if packages:
+                out.append(f"{title}:")
+                out.extend(f"  {name} {version}" for name, version in packages)
+        return out
+
+
+def commit_packages(info: CommitInfo) -> dict[str, str]:
+    """`name` -> version; `name:arch` for a package installed for several architectures."""
+    entries = [(str(n), str(v), str(a)) for n, v, a in info.metadata.get(PACKAGES_KEY, [])]
+    count = Counter(name for name, _, _ in entries)
+    return {
+        (name if count[name] == 1 else f"{name}:{arch}"): version for name, version, arch in entries
+    }
+
+
+def package_diff(old: CommitInfo, new: CommitInfo) -> PackageDiff:
+    before, after = commit_packages(old), commit_packages(new)
+    diff = PackageDiff()
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        if a is None and b is not None:
+            diff.added.append((name, b))
+        elif b is None and a is not None:
+            diff.removed.append((name, a))
+        elif a is not None and b is not None and a != b:
+            target = diff.upgraded if compare_versions(a, b) < 0 else diff.downgraded
+            target.append((name, a, b))
+    return diff
+
+
+_DIGITS = "0123456789"
+
+
+def _order(c: str) -> int:
+    if not c or c in _DIGITS:
+        return 0
+    if c.isascii() and c.isalpha():
+        return ord(c)
+    if c == "~":
+        return -1
+    return ord(c) + 256
+
+
+def _number(s: str, k: int) -> tuple[int, int]:
+    """The run of digits at `s[k:]` as a number (0 when empty), and where it ends."""
+    end = k
+    while end < len(s) and s[end] in _DIGITS:
+        end += 1
+    return int(s[k:end] or 0), end
+
+
+def _compare_part(a: str, b: str) -> int:
+    # dpkg's verrevcmp: alternating non-digit runs (with ~ sorting first) and numbers.
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while (i < len(a) and a[i] not in _DIGITS) or (j < len(b) and b[j] not in _DIGITS):
+            ac, bc = _order(a[i : i + 1]), _order(b[j : j + 1])
+            if ac != bc:
+                return ac - bc
+            i, j = i + 1, j + 1
+        na, i = _number(a, i)
+        nb, j = _number(b, j)
+        if na != nb:
+            return na - nb
+    return 0
+
+
+def compare_versions(a: str, b: str) -> int:
+    """Debian version order (as `dpkg --compare-versions`): <0, 0 or >0.
+
+    In-process libapt-pkg would need its global configuration initialized from
+    the host, which the layering code must be free to point at another root.
+    """
+
+    def split(v: str) -> tuple[int, str, str]:
+        epoch, _, rest = v.rpartition(":") if ":" in v else ("0", "", v)
+        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+        return int(epoch or 0), upstream, revision
+
+    ea, ua, ra = split(a)
+    eb, ub, rb = split(b)
+    if ea != eb:
+        return ea - eb
+    return _compare_part(ua, ub) or _compare_part(ra, rb)
+
+
+def reboot() -> None:
+    """Ask systemd to reboot into the new default deployment."""
+    run(["systemctl", "reboot"], capture=False, what="systemctl reboot")
+
+
+# -- the state we start from ---------------------------------------------------
+
+
+@dataclass
+class Current:
+    """The default deployment of an OS and the base commit it was made from."""
+
+    deployment: DeploymentInfo
+    origin: Origin
+    base: CommitInfo
+
+
+def current_state(sysroot: Sysroot, osname: str) -> Current:
+    for d in sysroot.deployments():
+        if d.osname == osname:
+            origin = Origin.from_dict(d.origin)
+            commit = ostree_repo.read_commit(sysroot.repo, d.checksum)
+            base = commit.metadata.get(BASE_KEY)
+            if base:
+                commit = ostree_repo.read_commit(sysroot.repo, base)
+            return Current(d, origin, commit)
+    raise AptOstreeError(f'the sysroot at {sysroot.path} has no deployment of "{osname}"')
+
+
+def _refuse_layered(origin: Origin) -> None:
+    # The layering work replaces this with rebuilding the layer on the new base.
+    if origin.layered:
+        raise AptOstreeError(
+            "the deployment has layered packages or overrides; moving them to a new base"
+            " commit is not supported yet"
+        )
+
+
+@dataclass
+class Outcome:
+    """What an upgrade, deploy or rebase did (or, with `changed` False, found)."""
+
+    changed: bool
+    osname: str
+    refspec: str
+    old: CommitInfo
+    new: CommitInfo
+    diff: PackageDiff
+    pulled: PullResult
+    staged: bool = False
+
+
+def version_of(info: CommitInfo) -> str | None:
+    version = info.metadata.get("version")
+    return str(version) if version else None
+
+
+def _ref_tip(sysroot: Sysroot, origin_remote: str | None, ref: str) -> str:
+    name = f"{origin_remote}:{ref}" if origin_remote else ref
+    checksum = ostree_repo.resolve_ref(sysroot.repo, name)
+    if checksum is None:
+        raise RevisionError(f'ref "{name}" is not in the sysroot\'s repository')
+    return checksum
+
+
+def _check_not_older(current: CommitInfo, new: CommitInfo) -> None:
+    if new.timestamp < current.timestamp:
+        raise DowngradeError(
+            f"the new commit {new.checksum} is older than the deployed commit"
+            f" {current.checksum}; use --allow-downgrade to deploy it anyway"
+        )
+
+
+def _deploy(
+    sysroot: Sysroot,
+    osname: str,
+    current: Current,
+    new: CommitInfo,
+    origin: Origin,
+    pulled: PullResult,
+    reporter: Reporter,
+) -> Outcome:
+    diff = package_diff(current.base, new)
+    version = version_of(new)
+    label = f"{new.checksum[:12]}" + (f" (version {version})" if version else "")
+    reporter.task_begin(f"{'Staging' if sysroot.booted else 'Deploying'} {label}")
+    deploy(sysroot, osname, new.checksum, origin, kargs=current.deployment.kargs)
+    reporter.task_end()
+    return Outcome(True, osname, origin.refspec, current.base, new, diff, pulled, sysroot.booted)
+
+
+def _unchanged(osname: str, current: Current, pulled: PullResult) -> Outcome:
+    return Outcome(
+        False, osname, current.origin.refspec, current.base, current.base, PackageDiff(), pulled
+    )
+
+
+# -- upgrade -------------------------------------------------------------------
+
+
+def _pull_tip(
+    sysroot: Sysroot,
+    origin: Origin,
+    reporter: Reporter,
+    *,
+    commit_only: bool = False,
+    timestamp_from: str | None = None,
+) -> tuple[CommitInfo, PullResult]:
+    pulled = PullResult()
+    if origin.remote is not None:
+        what = "commit metadata of " if commit_only else ""
+        reporter.task_begin(f"Pulling {what}{origin.refspec}")
+        pulled = pull(
+            sysroot.repo,
+            origin.remote,
+            [origin.ref],
+            reporter=reporter,
+            commit_only=commit_only,
+            timestamp_from=timestamp_from,
+        )
+        reporter.task_end(pulled.describe())
+    tip = _ref_tip(sysroot, origin.remote, origin.ref)
+    return ostree_repo.read_commit(sysroot.repo, tip), pulled
+
+
+def check_update(
+    sysroot: Sysroot, osname: str, *, allow_downgrade: bool, reporter: Reporter
+) -> Outcome:
+    """Is there a newer commit on the origin's ref? Only commit objects are fetched."""
+    current = current_state(sysroot, osname)
+    timestamp_from = None if allow_downgrade else current.base.checksum
+    new, pulled = _pull_tip(
+        sysroot, current.origin, reporter, commit_only=True, timestamp_from=timestamp_from
+    )
+    if new.checksum == current.base.checksum:
+        return _unchanged(osname, current, pulled)
+    if not allow_downgrade:
+        _check_not_older(current.base, new)
+    diff = package_diff(current.base, new)
+    return Outcome(True, osname, current.origin.refspec, current.base, new, diff, pulled)
+
+
+def upgrade(sysroot: Sysroot, osname: str, *, allow_downgrade: bool, reporter: Reporter) -> Outcome:
+    """Pull the origin's ref and deploy its tip; clears a `deploy REVISION` override."""
+    current = current_state(sysroot, osname)
+    _refuse_layered(current.origin)
+    timestamp_from = None if allow_downgrade else current.base.checksum
+    new, pulled = _pull_tip(sysroot, current.origin, reporter, timestamp_from=timestamp_from)
+    if new.checksum == current.base.checksum:
+        return _unchanged(osname, current, pulled)
+    if not allow_downgrade:
+        _check_not_older(current.base, new)
+    origin = dataclasses.replace(current.origin, override_commit=None)
+    return _deploy(sysroot, osname, current, new, origin, pulled, reporter)
+
+
+# -- deploy REVISION -----------------------------------------------------------
+
+
+def _history(sysroot: Sysroot, tip: str) -> list[CommitInfo]:
+    """The ref's commits from its tip back through every parent held locally."""
+    out: list[CommitInfo] = []
+    checksum: str | None = tip
+    while checksum is not None and ostree_repo.commit_exists(sysroot.repo, checksum):
+        info = ostree_repo.read_commit(sysroot.repo, checksum)
+        out.append(info)
+        checksum = info.parent
+    return out
+
+
+def _resolve_local_prefix(sysroot: Sysroot, prefix: str) -> str | None:
+    try:
+        ok, checksum = sysroot.repo.resolve_rev(prefix, True)
+    except GLib.Error as e:
+        raise RevisionError(f'revision "{prefix}": {e.message}') from e
+    return str(checksum) if ok and checksum and _CHECKSUM.fullmatch(checksum) else None
+
+
+def parse_revision(revision: str) -> tuple[str, str]:
+    """`version=V` -> ("version", V); a checksum or `revision=CSUM` -> ("checksum", CSUM);
+    a shorter hex string -> ("prefix", P). Anything else is refused before any pull."""
+    kind, sep, value = revision.partition("=")
+    if sep and kind == "version" and value:
+        return "version", value
+    wanted = (value if sep and kind == "revision" else revision).lower()
+    if not (sep and kind != "revision"):
+        if _CHECKSUM.fullmatch(wanted):
+            return "checksum", wanted
+        if _PREFIX.fullmatch(wanted):
+            return "prefix", wanted
+    raise RevisionError(
+        f'invalid revision "{revision}": expected a checksum (or a prefix of at least 4'
+        " characters), version=VERSION or revision=CHECKSUM"
+    )
+
+
+def _find_in_history(
+    sysroot: Sysroot,
+    history: list[CommitInfo],
+    refspec: str,
+    kind: str,
+    value: str,
+    skip_branch_check: bool,
+) -> str:
+    if kind == "version":
+        for info in history:
+            if version_of(info) == value:
+                return info.checksum
+        raise RevisionError(f'version "{value}" is not in the history of {refspec}')
+    in_history = [i.checksum for i in history if i.checksum.startswith(value)]
+    if len(in_history) > 1:
+        raise RevisionError(f'revision "{value}" is ambiguous in the history of {refspec}')
+    if in_history:
+        return in_history[0]
+    checksum = value if kind == "checksum" else None
+    if checksum is None and skip_branch_check:
+        checksum = _resolve_local_prefix(sysroot, value)
+    if checksum is None:
+        raise RevisionError(
+            f'revision "{value}" is not in the history of {refspec}'
+            " (give the full checksum of a commit from elsewhere)"
+        )
+    if not skip_branch_check:
+        raise RevisionError(
+            f"commit {checksum} is not in the history of {refspec};"
+            " use --skip-branch-check to deploy it anyway"
+        )
+    return checksum
+
+
+def resolve_revision(
+    sysroot: Sysroot,
+    refspec: str,
+    revision: str,
+    *,
+    reporter: Reporter,
+    skip_branch_check: bool = False,
+) -> tuple[str, PullResult]:
+    """A commit checksum for `revision` (checksum, unique prefix, `version=V`,
+    `revision=CSUM`) of `refspec`, after fetching the ref's history (commit
+    objects only). A commit that is not in that history is refused unless
+    `skip_branch_check`."""
+    kind, value = parse_revision(revision)
+    remote, ref = parse_refspec(refspec)
+    pulled = PullResult()
+    if remote is not None:
+        reporter.task_begin(f"Pulling the history of {refspec}")
+        pulled = pull(sysroot.repo, remote, [ref], reporter=reporter, commit_only=True, depth=-1)
+        reporter.task_end(pulled.describe())
+    history = _history(sysroot, _ref_tip(sysroot, remote, ref))
+    checksum = _find_in_history(sysroot, history, refspec, kind, value, skip_branch_check)
+    return checksum, pulled
+
+
+def _pull_commit(
+    sysroot: Sysroot, remote: str | None, checksum: str, reporter: Reporter
+) -> PullResult:
+    """Fetch the whole tree of one commit, by checksum: no ref is moved."""
+    if remote is None:
+        if not ostree_repo.commit_exists(sysroot.repo, checksum):
+            raise RevisionError(f"commit {checksum} is not in the sysroot's repository")
+        return PullResult()
+    reporter.task_begin(f"Pulling {checksum[:12]} from {remote}")
+    pulled = pull(sysroot.repo, remote, [checksum], reporter=reporter)
+    reporter.task_end(pulled.describe())
+    return pulled
+
+
+def _add(a: PullResult, b: PullResult) -> PullResult:
+    return PullResult(
+        a.bytes_transferred + b.bytes_transferred,
+        a.objects_fetched + b.objects_fetched,
+        a.delta_parts_fetched + b.delta_parts_fetched,
+    )
+
+
+def deploy_revision(
+    sysroot: Sysroot,
+    osname: str,
+    revision: str,
+    *,
+    skip_branch_check: bool,
+    reporter: Reporter,
+) -> Outcome:
+    """Deploy a given commit of the origin's ref; the origin records it as
+    `override-commit` until the next `upgrade`."""
+    current = current_state(sysroot, osname)
+    _refuse_layered(current.origin)
+    refspec = current.origin.refspec
+    checksum, history = resolve_revision(
+        sysroot, refspec, revision, reporter=reporter, skip_branch_check=skip_branch_check
+    )
+    pulled = _add(history, _pull_commit(sysroot, current.origin.remote, checksum, reporter))
+    if checksum == current.base.checksum:
+        return _unchanged(osname, current, pulled)
+    new = ostree_repo.read_commit(sysroot.repo, checksum)
+    origin = dataclasses.replace(current.origin, override_commit=checksum)
+    return _deploy(sysroot, osname, current, new, origin, pulled, reporter)
+
+
+# -- rebase --------------------------------------------------------------------
+
+
+def rebase_target(
+    origin: Origin, refspec: str | None, branch: str | None, remote: str | None
+) -> str:
+    """The new refspec: `remote:ref` or `ref` (on the current remote), or the
+    current one with its ref (`-b`) or remote (`-m`) replaced."""
+    if refspec is not None and branch is not None:
+        raise AptOstreeError("give either REFSPEC or --branch, not both")
+    if refspec is None and branch is None and remote is None:
+        raise AptOstreeError("rebase needs a REFSPEC, --branch or --remote")
+    new_remote, new_ref = origin.remote, origin.ref
+    if refspec is not None:
+        parsed_remote, new_ref = parse_refspec(refspec)
+        if parsed_remote is not None:
+            new_remote = parsed_remote
+    if branch is not None:
+        new_ref = branch
+    if remote is not None:
+        new_remote = remote
+    reason = ostree_repo.validate_ref(new_ref)
+    if reason is not None:
+        raise AptOstreeError(f'invalid ref "{new_ref}": {reason}')
+    return f"{new_remote}:{new_ref}" if new_remote else new_ref
+
+
+def rebase(
+    sysroot: Sysroot,
+    osname: str,
+    refspec: str,
+    revision: str | None,
+    *,
+    skip_purge: bool,
+    reporter: Reporter,
+) -> Outcome:
+    """Switch the origin to `refspec` (from `rebase_target`) and deploy its tip
+    or `revision`. An older commit is allowed: a rebase is a deliberate move."""
+    current = current_state(sysroot, osname)
+    _refuse_layered(current.origin)
+    old = current.origin
+    if refspec == old.refspec and revision is None:
+        raise AptOstreeError(f"old and new refs are equal: {refspec}")
+    remote = parse_refspec(refspec)[0]
+    if remote is not None:
+        remote_url(sysroot.repo, remote)  # a one-line error for an unknown remote
+    target = dataclasses.replace(old, refspec=refspec, override_commit=None)
+    if revision is not None:
+        checksum, history = resolve_revision(sysroot, refspec, revision, reporter=reporter)
+        pulled = _add(history, _pull_commit(sysroot, remote, checksum, reporter))
+        new = ostree_repo.read_commit(sysroot.repo, checksum)
+        target.override_commit = checksum
+    else:
+        new, pulled = _pull_tip(sysroot, target, reporter)
+    outcome = _deploy(sysroot, osname, current, new, target, pulled, reporter)
+    if not skip_purge and old.remote is not None and old.refspec != refspec:
+        # A remote ref is only a cache of the remote's state; rollback deployments
+        # keep their commits through their own refs. Local refs are the user's.
+        try:
+            sysroot.repo.set_ref_immediate(old.remote, old.ref, None, None)
+        except GLib.Error as e:
+            reporter.message(f"warning: cannot remove the old ref {old.refspec}: {e.message}")
+    return outcome
+
+
+__all__ = [
+    "Outcome",
+    "PackageDiff",
+    "PullError",
+    "RevisionError",
+    "check_update",
+    "compare_versions",
+    "deploy_revision",
+    "package_diff",
+    "rebase",
+    "rebase_target",
+    "resolve_revision",
+    "upgrade",
+]
