@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from apt_ostree.system.upgrade import compare_versions
+from apt_ostree.system.db import compare_versions
 from tests.fixtures.httprepo import HttpRepo, HttpSysroot, make_http_sysroot
 from tests.fixtures.sysroot import REF, apt_ostree, ostree_admin_status
 
@@ -118,7 +118,7 @@ def test_upgrade_preview_shows_the_package_diff_and_deploys_nothing(
     proc = apt_ostree(http_sysroot.path, "upgrade", "--preview")
     assert proc.returncode == 0, proc.stderr
     assert "Upgraded:\n  pkg-b 1.0 -> 2.0\n" in proc.stdout
-    assert "Added:\n  pkg-c 1.0\n" in proc.stdout
+    assert "Added:\n  pkg-c_1.0_amd64\n" in proc.stdout
     assert _content_paths(http_sysroot.repo.log.paths()) == []
     assert len(_status(http_sysroot.path)) == 1
 
@@ -217,7 +217,7 @@ def test_upgrade_reboot_is_refused_on_an_offline_sysroot(http_sysroot: HttpSysro
     proc = apt_ostree(http_sysroot.path, "upgrade", "--reboot")
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        "error: --reboot is only possible on the booted system, not with --sysroot"
+        f"error: --reboot needs the booted system; {http_sysroot.path} is an offline sysroot"
     )
     assert len(_status(http_sysroot.path)) == 1
 

@@ -104,11 +104,12 @@ def _package_diff(sysroot: Sysroot, old: DeploymentInfo, new: DeploymentInfo) ->
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from apt_ostree.system.rollback import reboot, require_booted_for_reboot, rollback
+    from apt_ostree.system.rollback import rollback
+    from apt_ostree.system.sysroot import reboot
 
     with locked_sysroot(args.sysroot) as sysroot:
         if args.reboot:
-            require_booted_for_reboot(sysroot)
+            sysroot.require_booted_for_reboot()
         result = rollback(sysroot)
         new = result.new_default
         print(f"Moving '{new.checksum}.{new.serial}' to be first deployment")
@@ -127,7 +128,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_kargs(args: argparse.Namespace) -> int:
     from apt_ostree.system.kargs import KargsEdit, change_kargs, show_kargs
-    from apt_ostree.system.rollback import reboot, require_booted_for_reboot
+    from apt_ostree.system.sysroot import reboot
 
     if args.import_proc_cmdline and args.deploy_index is not None:
         raise AptOstreeError("--import-proc-cmdline and --deploy-index cannot be used together")
@@ -147,7 +148,7 @@ def cmd_kargs(args: argparse.Namespace) -> int:
     edit.validate()
     with locked_sysroot(args.sysroot) as sysroot:
         if args.reboot:
-            require_booted_for_reboot(sysroot)
+            sysroot.require_booted_for_reboot()
         result = change_kargs(
             sysroot, edit, index=args.deploy_index, import_proc_cmdline=args.import_proc_cmdline
         )

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apt_ostree.cli.db import format_diff_block
 from apt_ostree.client.local import locked_sysroot, open_sysroot
-from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
+from apt_ostree.errors import EXIT_UNCHANGED
 from apt_ostree.reporter import Reporter
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ def _when(timestamp: int) -> str:
 
 
 def _check_reboot(args: argparse.Namespace) -> None:
-    if getattr(args, "reboot", False) and not open_sysroot(args.sysroot).booted:
-        raise AptOstreeError("--reboot is only possible on the booted system, not with --sysroot")
+    if getattr(args, "reboot", False):
+        open_sysroot(args.sysroot).require_booted_for_reboot()
 
 
 def _print_deployed(outcome: Outcome, reboot: bool) -> None:
@@ -96,7 +97,7 @@ def _print_deployed(outcome: Outcome, reboot: bool) -> None:
 
     version = version_of(outcome.new)
     label = outcome.new.checksum + (f" (version {version})" if version else "")
-    for line in outcome.diff.lines():
+    for line in format_diff_block(outcome.diff):
         print(line)
     if outcome.staged:
         print(f"Staged {label} as the next boot's deployment of {outcome.osname}")
@@ -107,7 +108,7 @@ def _print_deployed(outcome: Outcome, reboot: bool) -> None:
 
 
 def _finish(args: argparse.Namespace, outcome: Outcome, unchanged_message: str) -> int:
-    from apt_ostree.system.upgrade import reboot
+    from apt_ostree.system.sysroot import reboot
 
     if not outcome.changed:
         print(unchanged_message)
@@ -144,7 +145,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         print(f"{'Commit':>15}: {outcome.new.checksum}")
         print(f"{'Diff':>15}: {outcome.diff.summary()}")
         if args.preview:
-            for line in outcome.diff.lines():
+            for line in format_diff_block(outcome.diff):
                 print(line)
         return 0
     return _finish(args, outcome, "No upgrade available.")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import Gio, GLib, OSTree
+from apt_ostree.ostree.kargs import split_kargs
 
 
 class SysrootError(AptOstreeError):
@@ -94,7 +95,7 @@ def deployment_info(
         booted=booted is not None and deployment.equal(booted),
         staged=deployment.is_staged(),
         pinned=deployment.is_pinned(),
-        kargs=options.split() if options else [],
+        kargs=split_kargs(options) if options else [],
         origin=keyfile_dict(deployment.get_origin()),
         path=path,
     )

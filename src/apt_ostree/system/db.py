@@ -21,6 +21,7 @@ from pathlib import Path
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.system.rollback import deployment_roles
 from apt_ostree.system.sysroot import Sysroot
@@ -104,6 +105,11 @@ def commit_packages(repo: OSTree.Repo, checksum: str) -> list[Package]:
     return sorted(Package(*p) for p in packages)
 
 
+def packages_of(info: CommitInfo) -> list[Package]:
+    """The commit's package list; empty for a commit not composed by apt-ostree."""
+    return sorted(Package(*p) for p in info.metadata.get(PACKAGES_KEY, []))
+
+
 def base_checksum(repo: OSTree.Repo, checksum: str) -> str:
     """The base commit of a layered commit; the commit itself when not layered."""
     base = ostree_repo.read_commit(repo, checksum).metadata.get(BASE_KEY)
@@ -171,6 +177,15 @@ class PackageDiff:
     def empty(self) -> bool:
         return not (self.upgraded or self.downgraded or self.removed or self.added)
 
+    def summary(self) -> str:
+        counts = [
+            (len(self.upgraded), "upgraded"),
+            (len(self.downgraded), "downgraded"),
+            (len(self.removed), "removed"),
+            (len(self.added), "added"),
+        ]
+        return ", ".join(f"{n} {what}" for n, what in counts if n) or "no package changes"
+
     def label(self, p: Package) -> str:
         return f"{p.name}:{p.arch}" if p.name in self.multiarch else p.name
 
@@ -211,6 +226,10 @@ def diff_entries(diff: PackageDiff) -> list[tuple[str, int, Package | None, Pack
     ]
 
     return sorted(entries, key=lambda e: (e[1], e[0]))
+
+
+def diff_commit_infos(old: CommitInfo, new: CommitInfo) -> PackageDiff:
+    return diff_packages(packages_of(old), packages_of(new))
 
 
 def diff_commits(repo: OSTree.Repo, old: str, new: str) -> PackageDiff:

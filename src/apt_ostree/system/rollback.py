@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree.sysroot import DeploymentInfo, stdout_to_stderr
-from apt_ostree.run import run
 from apt_ostree.system.sysroot import Sysroot
 
 
@@ -105,15 +104,3 @@ def rollback(sysroot: Sysroot) -> RollbackResult:
         previous_default=infos[0],
         new_default=infos[order[0]],
     )
-
-
-def require_booted_for_reboot(sysroot: Sysroot) -> None:
-    """`--reboot` only makes sense for the running system: fail before any change."""
-    if not sysroot.booted:
-        raise AptOstreeError(
-            f"--reboot needs the booted system; {sysroot.path} is an offline sysroot"
-        )
-
-
-def reboot() -> None:
-    run(["systemctl", "reboot"], capture=False, what="systemctl reboot")

@@ -17,6 +17,7 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
 from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.run import run
 from apt_ostree.system.origin import Origin
 
 BOOTED_FLAG = Path("/run/ostree-booted")
@@ -90,6 +91,13 @@ class Sysroot:
     def origin_of(self, deployment: OSTree.Deployment) -> Origin:
         return Origin.from_dict(ostree_sysroot.keyfile_dict(deployment.get_origin()))
 
+    def require_booted_for_reboot(self) -> None:
+        """`--reboot` only makes sense for the running system: fail before any change."""
+        if not self.booted:
+            raise AptOstreeError(
+                f"--reboot needs the booted system; {self.path} is an offline sysroot"
+            )
+
     # -- locking -----------------------------------------------------------
 
     @contextmanager
@@ -161,3 +169,8 @@ def deploy(
     except GLib.Error as e:
         raise AptOstreeError(f"cannot deploy {checksum[:12]}: {e.message}") from e
     sysroot.reload()
+
+
+def reboot() -> None:
+    """Ask systemd to reboot into the new default deployment."""
+    run(["systemctl", "reboot"], capture=False, what="systemctl reboot")

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib
@@ -21,7 +20,7 @@ from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.reporter import Reporter
-from apt_ostree.run import run
+from apt_ostree.system.db import PackageDiff, diff_commit_infos
 from apt_ostree.system.origin import Origin, parse_refspec
 from apt_ostree.system.pull import DowngradeError, PullError, PullResult, pull, remote_url
 from apt_ostree.system.sysroot import Sysroot, deploy
@@ -35,130 +34,6 @@ _PREFIX = re.compile(r"[0-9a-f]{4,63}")
 
 class RevisionError(AptOstreeError):
     pass
-
-
-# -- package diff from commit metadata ---------------------------------------
-
-
-@dataclass
-class PackageDiff:
-    """Packages that differ between two commits, from their `apt-ostree.packages`."""
-
-    upgraded: list[tuple[str, str, str]] = field(default_factory=list)  # name, old, new
-    downgraded: list[tuple[str, str, str]] = field(default_factory=list)
-    removed: list[tuple[str, str]] = field(default_factory=list)  # name, version
-    added: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.upgraded or self.downgraded or self.removed or self.added)
-
-    def summary(self) -> str:
-        counts = [
-            (len(self.upgraded), "upgraded"),
-            (len(self.downgraded), "downgraded"),
-            (len(self.removed), "removed"),
-            (len(self.added), "added"),
-        ]
-        return ", ".join(f"{n} {what}" for n, what in counts if n) or "no package changes"
-
-    def lines(self) -> list[str]:
-        """rpm-ostree's block format: `Upgraded:` then `  name old -> new`, ..."""
-        out: list[str] = []
-        for title, changes in (("Upgraded", self.upgraded), ("Downgraded", self.downgraded)):
-            if changes:
-                out.append(f"{title}:")
-                out.extend(f"  {name} {old} -> {new}" for name, old, new in changes)
-        for title, packages in (("Removed", self.removed), ("Added", self.added)):
-            if packages:
-                out.append(f"{title}:")
-                out.extend(f"  {name} {version}" for name, version in packages)
-        return out
-
-
-def commit_packages(info: CommitInfo) -> dict[str, str]:
-    """`name` -> version; `name:arch` for a package installed for several architectures."""
-    entries = [(str(n), str(v), str(a)) for n, v, a in info.metadata.get(PACKAGES_KEY, [])]
-    count = Counter(name for name, _, _ in entries)
-    return {
-        (name if count[name] == 1 else f"{name}:{arch}"): version for name, version, arch in entries
-    }
-
-
-def package_diff(old: CommitInfo, new: CommitInfo) -> PackageDiff:
-    before, after = commit_packages(old), commit_packages(new)
-    diff = PackageDiff()
-    for name in sorted(before.keys() | after.keys()):
-        a, b = before.get(name), after.get(name)
-        if a is None and b is not None:
-            diff.added.append((name, b))
-        elif b is None and a is not None:
-            diff.removed.append((name, a))
-        elif a is not None and b is not None and a != b:
-            target = diff.upgraded if compare_versions(a, b) < 0 else diff.downgraded
-            target.append((name, a, b))
-    return diff
-
-
-_DIGITS = "0123456789"
-
-
-def _order(c: str) -> int:
-    if not c or c in _DIGITS:
-        return 0
-    if c.isascii() and c.isalpha():
-        return ord(c)
-    if c == "~":
-        return -1
-    return ord(c) + 256
-
-
-def _number(s: str, k: int) -> tuple[int, int]:
-    """The run of digits at `s[k:]` as a number (0 when empty), and where it ends."""
-    end = k
-    while end < len(s) and s[end] in _DIGITS:
-        end += 1
-    return int(s[k:end] or 0), end
-
-
-def _compare_part(a: str, b: str) -> int:
-    # dpkg's verrevcmp: alternating non-digit runs (with ~ sorting first) and numbers.
-    i = j = 0
-    while i < len(a) or j < len(b):
-        while (i < len(a) and a[i] not in _DIGITS) or (j < len(b) and b[j] not in _DIGITS):
-            ac, bc = _order(a[i : i + 1]), _order(b[j : j + 1])
-            if ac != bc:
-                return ac - bc
-            i, j = i + 1, j + 1
-        na, i = _number(a, i)
-        nb, j = _number(b, j)
-        if na != nb:
-            return na - nb
-    return 0
-
-
-def compare_versions(a: str, b: str) -> int:
-    """Debian version order (as `dpkg --compare-versions`): <0, 0 or >0.
-
-    In-process libapt-pkg would need its global configuration initialized from
-    the host, which the layering code must be free to point at another root.
-    """
-
-    def split(v: str) -> tuple[int, str, str]:
-        epoch, _, rest = v.rpartition(":") if ":" in v else ("0", "", v)
-        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
-        return int(epoch or 0), upstream, revision
-
-    ea, ua, ra = split(a)
-    eb, ub, rb = split(b)
-    if ea != eb:
-        return ea - eb
-    return _compare_part(ua, ub) or _compare_part(ra, rb)
-
-
-def reboot() -> None:
-    """Ask systemd to reboot into the new default deployment."""
-    run(["systemctl", "reboot"], capture=False, what="systemctl reboot")
 
 
 # -- the state we start from ---------------------------------------------------
@@ -238,7 +113,7 @@ def _deploy(
     pulled: PullResult,
     reporter: Reporter,
 ) -> Outcome:
-    diff = package_diff(current.base, new)
+    diff = diff_commit_infos(current.base, new)
     version = version_of(new)
     label = f"{new.checksum[:12]}" + (f" (version {version})" if version else "")
     reporter.task_begin(f"{'Staging' if sysroot.booted else 'Deploying'} {label}")
@@ -294,7 +169,7 @@ def check_update(
         return _unchanged(osname, current, pulled)
     if not allow_downgrade:
         _check_not_older(current.base, new)
-    diff = package_diff(current.base, new)
+    diff = diff_commit_infos(current.base, new)
     return Outcome(True, osname, current.origin.refspec, current.base, new, diff, pulled)
 
 
@@ -523,13 +398,10 @@ def rebase(
 
 __all__ = [
     "Outcome",
-    "PackageDiff",
     "PullError",
     "RevisionError",
     "check_update",
-    "compare_versions",
     "deploy_revision",
-    "package_diff",
     "rebase",
     "rebase_target",
     "resolve_revision",
