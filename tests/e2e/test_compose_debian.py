@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from apt_ostree.ostree import repo as ostree_repo
+from tests.fixtures.sysroot import apt_ostree as run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +22,7 @@ CACHEDIR = Path(os.environ.get("APT_OSTREE_TEST_CACHEDIR", "/var/tmp/apt-ostree-
 
 
 def apt_ostree(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
-    return subprocess.run(
-        [sys.executable, "-m", "apt_ostree", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    return run_cli(None, *args)
 
 
 def ostree(repo: Path, *args: str) -> str:

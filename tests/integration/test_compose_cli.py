@@ -6,27 +6,19 @@ Each bad input is one `error:` line, a non-zero exit, and nothing written to REP
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.aptrepo import AptRepo
+from tests.fixtures.sysroot import apt_ostree as run_cli
 
 TOP = Path(__file__).resolve().parents[2]
 
 
 def apt_ostree(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
-    return subprocess.run(
-        [sys.executable, "-m", "apt_ostree", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    return run_cli(None, *args)
 
 
 def write_treefile(path: Path, stanza: str, packages: list[str], **extra: object) -> Path:

@@ -6,24 +6,14 @@ The served repo has `test/x86_64/base` at v3 (v1 -> v2 -> v3) and
 
 from __future__ import annotations
 
-import json
 import subprocess
-from pathlib import Path
-from typing import Any
 
 from tests.fixtures.httprepo import OTHER_REF, HttpSysroot
-from tests.fixtures.sysroot import REF, apt_ostree
-
-
-def _status(sysroot: Path) -> list[dict[str, Any]]:
-    proc = apt_ostree(sysroot, "status", "--json")
-    assert proc.returncode == 0, proc.stderr
-    deployments: list[dict[str, Any]] = json.loads(proc.stdout)["deployments"]
-    return deployments
+from tests.fixtures.sysroot import REF, apt_ostree, deployments_json
 
 
 def _origin(sysroot: HttpSysroot) -> str:
-    d = _status(sysroot.path)[0]
+    d = deployments_json(sysroot.path)[0]
     path = sysroot.path / f"ostree/deploy/{d['osname']}/deploy/{d['checksum']}.{d['serial']}.origin"
     return path.read_text()
 
@@ -34,7 +24,7 @@ def _error(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def _unchanged(sysroot: HttpSysroot) -> None:
-    [d] = _status(sysroot.path)
+    [d] = deployments_json(sysroot.path)
     assert d["checksum"] == sysroot.repo.commits["1"]
     assert d["origin"] == f"origin:{REF}"
 
@@ -46,7 +36,7 @@ def test_deploy_by_checksum_prefix(http_sysroot: HttpSysroot) -> None:
     v2 = http_sysroot.repo.commits["2"]
     proc = apt_ostree(http_sysroot.path, "deploy", v2[:10])
     assert proc.returncode == 0, proc.stderr
-    new, old = _status(http_sysroot.path)
+    new, old = deployments_json(http_sysroot.path)
     assert (new["checksum"], new["version"]) == (v2, "2")
     assert old["checksum"] == http_sysroot.repo.commits["1"]
     assert f"override-commit={v2}" in _origin(http_sysroot)
@@ -57,7 +47,7 @@ def test_deploy_by_version(http_sysroot: HttpSysroot) -> None:
     proc = apt_ostree(http_sysroot.path, "deploy", "version=2")
     assert proc.returncode == 0, proc.stderr
     assert "Upgraded:\n  pkg-b 1.0 -> 2.0\n" in proc.stdout
-    assert _status(http_sysroot.path)[0]["checksum"] == http_sysroot.repo.commits["2"]
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == http_sysroot.repo.commits["2"]
     fsck = subprocess.run(
         ["ostree", "fsck", f"--repo={http_sysroot.ostree_repo}"], capture_output=True, text=True
     )
@@ -68,7 +58,7 @@ def test_deploy_by_revision_equals_checksum(http_sysroot: HttpSysroot) -> None:
     v3 = http_sysroot.repo.commits["3"]
     proc = apt_ostree(http_sysroot.path, "deploy", f"revision={v3}")
     assert proc.returncode == 0, proc.stderr
-    assert _status(http_sysroot.path)[0]["checksum"] == v3
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == v3
 
 
 def test_deploy_an_older_version_is_allowed(http_sysroot: HttpSysroot) -> None:
@@ -76,7 +66,7 @@ def test_deploy_an_older_version_is_allowed(http_sysroot: HttpSysroot) -> None:
     proc = apt_ostree(http_sysroot.path, "deploy", "version=1")
     assert proc.returncode == 0, proc.stderr
     assert "Downgraded:\n  pkg-b 2.0 -> 1.0\n" in proc.stdout
-    assert _status(http_sysroot.path)[0]["checksum"] == http_sysroot.repo.commits["1"]
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == http_sysroot.repo.commits["1"]
 
 
 def test_deploy_of_the_deployed_commit_is_unchanged(http_sysroot: HttpSysroot) -> None:
@@ -124,7 +114,7 @@ def test_deploy_skip_branch_check_accepts_a_commit_from_another_ref(
     other = http_sysroot.repo.commits["other-1"]
     proc = apt_ostree(http_sysroot.path, "deploy", "--skip-branch-check", other)
     assert proc.returncode == 0, proc.stderr
-    new = _status(http_sysroot.path)[0]
+    new = deployments_json(http_sysroot.path)[0]
     assert new["checksum"] == other
     assert new["origin"] == f"origin:{REF}"
 
@@ -144,7 +134,7 @@ def test_rebase_to_another_ref_of_the_same_remote(http_sysroot: HttpSysroot) -> 
     proc = apt_ostree(http_sysroot.path, "rebase", OTHER_REF)
     assert proc.returncode == 0, proc.stderr
     assert f"Rebased from origin:{REF} to origin:{OTHER_REF}" in proc.stdout
-    new, old = _status(http_sysroot.path)
+    new, old = deployments_json(http_sysroot.path)
     assert (new["checksum"], new["origin"]) == (
         http_sysroot.repo.commits["other-1"],
         f"origin:{OTHER_REF}",
@@ -161,7 +151,7 @@ def test_rebase_to_another_ref_of_the_same_remote(http_sysroot: HttpSysroot) -> 
 def test_rebase_to_a_remote_and_ref(http_sysroot: HttpSysroot) -> None:
     proc = apt_ostree(http_sysroot.path, "rebase", "--skip-purge", f"origin:{OTHER_REF}")
     assert proc.returncode == 0, proc.stderr
-    assert _status(http_sysroot.path)[0]["origin"] == f"origin:{OTHER_REF}"
+    assert deployments_json(http_sysroot.path)[0]["origin"] == f"origin:{OTHER_REF}"
     refs = subprocess.run(
         ["ostree", "refs", f"--repo={http_sysroot.ostree_repo}"],
         capture_output=True, text=True, check=True,
@@ -176,7 +166,7 @@ def test_rebase_with_branch_and_remote_options(http_sysroot: HttpSysroot) -> Non
     assert add.returncode == 0, add.stderr
     proc = apt_ostree(http_sysroot.path, "rebase", "-m", "mirror", "-b", OTHER_REF)
     assert proc.returncode == 0, proc.stderr
-    assert _status(http_sysroot.path)[0]["origin"] == f"mirror:{OTHER_REF}"
+    assert deployments_json(http_sysroot.path)[0]["origin"] == f"mirror:{OTHER_REF}"
 
 
 def test_rebase_to_a_revision_of_the_new_ref(http_sysroot: HttpSysroot) -> None:
@@ -184,7 +174,7 @@ def test_rebase_to_a_revision_of_the_new_ref(http_sysroot: HttpSysroot) -> None:
     newer = served.add_commit("other-2", tree_of=served.commits["2"], ref=OTHER_REF)
     proc = apt_ostree(http_sysroot.path, "rebase", OTHER_REF, "version=other-1")
     assert proc.returncode == 0, proc.stderr
-    new = _status(http_sysroot.path)[0]
+    new = deployments_json(http_sysroot.path)[0]
     assert new["checksum"] == served.commits["other-1"] != newer
     assert f"override-commit={served.commits['other-1']}" in _origin(http_sysroot)
 

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from apt_ostree.system.sysroot import Sysroot
 from tests.fixtures.deployments import deploy_version, entry_options, fsck, sysroot_state
-from tests.fixtures.sysroot import REF, SysrootFixture, apt_ostree
-
-
-def _deployments(sysroot: Path) -> list[dict[str, Any]]:
-    proc = apt_ostree(sysroot, "status", "--json")
-    assert proc.returncode == 0, proc.stderr
-    deployments: list[dict[str, Any]] = json.loads(proc.stdout)["deployments"]
-    return deployments
+from tests.fixtures.sysroot import REF, SysrootFixture, apt_ostree, deployments_json
 
 
 def _without_ostree(options: str) -> str:
@@ -38,7 +28,7 @@ def test_kargs_append_deploys_the_same_commit_again_with_the_argument(
     proc = apt_ostree(sysroot.path, "kargs", "--append", "console=ttyS0")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Kernel arguments updated.\n"
-    new, old = _deployments(sysroot.path)
+    new, old = deployments_json(sysroot.path)
     assert new["checksum"] == old["checksum"] == sysroot.repo.commits["1"]
     assert new["origin"] == old["origin"] == f"origin:{REF}"
     options = entry_options(sysroot.path)
@@ -80,7 +70,7 @@ def test_kargs_delete_and_replace(sysroot: SysrootFixture) -> None:
     assert _without_ostree(entry_options(sysroot.path)[0]) == (
         "loglevel=7 console=tty0 console=ttyS1"
     )
-    assert _deployments(sysroot.path)[0]["checksum"] == sysroot.repo.commits["2"]
+    assert deployments_json(sysroot.path)[0]["checksum"] == sysroot.repo.commits["2"]
 
 
 def test_kargs_delete_of_a_missing_argument_is_an_error_and_changes_nothing(
@@ -127,7 +117,7 @@ def test_kargs_deploy_index_shows_and_changes_that_deployment(sysroot: SysrootFi
     assert _without_ostree(proc.stdout.strip()) == "root=LABEL=root quiet"
     proc = apt_ostree(sysroot.path, "kargs", "--deploy-index", "1", "--append", "x=1")
     assert proc.returncode == 0, proc.stderr
-    new = _deployments(sysroot.path)[0]
+    new = deployments_json(sysroot.path)[0]
     assert new["checksum"] == sysroot.repo.commits["1"]
     assert _without_ostree(entry_options(sysroot.path)[0]) == "root=LABEL=root quiet x=1"
 

@@ -6,28 +6,14 @@ commits (`tests.fixtures.httprepo`); the sysroot starts at v1.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
 
 from apt_ostree.system.db import compare_versions
+from tests.fixtures.deployments import fsck
 from tests.fixtures.httprepo import HttpRepo, HttpSysroot, make_http_sysroot
-from tests.fixtures.sysroot import REF, apt_ostree, ostree_admin_status
-
-
-def _status(sysroot: Path) -> list[dict[str, object]]:
-    proc = apt_ostree(sysroot, "status", "--json")
-    assert proc.returncode == 0, proc.stderr
-    deployments: list[dict[str, object]] = json.loads(proc.stdout)["deployments"]
-    return deployments
-
-
-def _fsck(sysroot: Path) -> None:
-    proc = subprocess.run(
-        ["ostree", "fsck", f"--repo={sysroot}/ostree/repo"], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+from tests.fixtures.sysroot import REF, apt_ostree, deployments_json, ostree_admin_status
 
 
 def _content_paths(paths: list[str]) -> list[str]:
@@ -43,12 +29,12 @@ def test_upgrade_deploys_the_new_commit_and_keeps_the_old_one_as_rollback(
     assert proc.returncode == 0, proc.stderr
     assert "Upgraded:\n  pkg-b 1.0 -> 2.0\n" in proc.stdout
     assert f"Deployed {served.commits['2']} (version 2)" in proc.stdout
-    new, old = _status(http_sysroot.path)
+    new, old = deployments_json(http_sysroot.path)
     assert (new["checksum"], new["version"]) == (served.commits["2"], "2")
     assert old["checksum"] == served.commits["1"]
     assert new["origin"] == old["origin"] == f"origin:{REF}"
     assert served.commits["2"] in ostree_admin_status(http_sysroot.path)
-    _fsck(http_sysroot.path)
+    fsck(http_sysroot.path)
 
 
 def test_upgrade_reports_progress_on_stderr_and_keeps_stdout_for_results(
@@ -67,7 +53,7 @@ def test_upgrade_without_a_new_commit_says_so(http_sysroot: HttpSysroot) -> None
     proc = apt_ostree(http_sysroot.path, "upgrade")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "No upgrade available."
-    assert len(_status(http_sysroot.path)) == 1
+    assert len(deployments_json(http_sysroot.path)) == 1
 
 
 def test_upgrade_unchanged_exit_77_after_a_complete_upgrade(http_sysroot: HttpSysroot) -> None:
@@ -75,7 +61,7 @@ def test_upgrade_unchanged_exit_77_after_a_complete_upgrade(http_sysroot: HttpSy
     proc = apt_ostree(http_sysroot.path, "upgrade", "--unchanged-exit-77")
     assert proc.returncode == 77, proc.stderr
     assert proc.stdout.strip() == "No upgrade available."
-    assert len(_status(http_sysroot.path)) == 2
+    assert len(deployments_json(http_sysroot.path)) == 2
 
 
 def test_upgrade_check_exits_0_when_an_update_is_available(http_sysroot: HttpSysroot) -> None:
@@ -90,7 +76,7 @@ def test_upgrade_check_exits_0_when_an_update_is_available(http_sysroot: HttpSys
     # Only commit objects were fetched, and nothing was deployed.
     assert served.log.paths()
     assert _content_paths(served.log.paths()) == []
-    assert len(_status(http_sysroot.path)) == 1
+    assert len(deployments_json(http_sysroot.path)) == 1
 
 
 def test_upgrade_after_check_fetches_the_rest_of_the_commit(http_sysroot: HttpSysroot) -> None:
@@ -101,8 +87,8 @@ def test_upgrade_after_check_fetches_the_rest_of_the_commit(http_sysroot: HttpSy
     proc = apt_ostree(http_sysroot.path, "upgrade")
     assert proc.returncode == 0, proc.stderr
     assert _content_paths(served.log.paths())
-    assert _status(http_sysroot.path)[0]["checksum"] == served.commits["2"]
-    _fsck(http_sysroot.path)
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == served.commits["2"]
+    fsck(http_sysroot.path)
 
 
 def test_upgrade_check_exits_77_without_an_update(http_sysroot: HttpSysroot) -> None:
@@ -120,7 +106,7 @@ def test_upgrade_preview_shows_the_package_diff_and_deploys_nothing(
     assert "Upgraded:\n  pkg-b 1.0 -> 2.0\n" in proc.stdout
     assert "Added:\n  pkg-c_1.0_amd64\n" in proc.stdout
     assert _content_paths(http_sysroot.repo.log.paths()) == []
-    assert len(_status(http_sysroot.path)) == 1
+    assert len(deployments_json(http_sysroot.path)) == 1
 
 
 def test_upgrade_uses_a_static_delta_when_the_remote_has_one(http_sysroot: HttpSysroot) -> None:
@@ -132,8 +118,8 @@ def test_upgrade_uses_a_static_delta_when_the_remote_has_one(http_sysroot: HttpS
     paths = served.log.paths()
     assert any(p.startswith("/deltas/") and p.endswith("/superblock") for p in paths), paths
     assert _content_paths(paths) == []
-    assert _status(http_sysroot.path)[0]["checksum"] == served.commits["2"]
-    _fsck(http_sysroot.path)
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == served.commits["2"]
+    fsck(http_sysroot.path)
 
 
 def test_upgrade_refuses_an_unsigned_commit_and_deploys_nothing(
@@ -147,9 +133,9 @@ def test_upgrade_refuses_an_unsigned_commit_and_deploys_nothing(
         f'error: commit {unsigned} is not signed by a key trusted for remote "origin"'
         " (no signatures found)"
     )
-    [d] = _status(http_sysroot.path)
+    [d] = deployments_json(http_sysroot.path)
     assert d["checksum"] == served.commits["1"]
-    _fsck(http_sysroot.path)
+    fsck(http_sysroot.path)
 
 
 def test_upgrade_refuses_a_commit_signed_by_an_untrusted_key(
@@ -169,7 +155,7 @@ def test_upgrade_refuses_a_commit_signed_by_an_untrusted_key(
         f'error: commit {commit} is not signed by a key trusted for remote "origin"'
         f" (signed by unknown key {stranger.fingerprint[-16:]})"
     ), error
-    assert len(_status(http_sysroot.path)) == 1
+    assert len(deployments_json(http_sysroot.path)) == 1
 
 
 def test_upgrade_accepts_a_commit_signed_by_the_imported_key(http_sysroot: HttpSysroot) -> None:
@@ -177,7 +163,7 @@ def test_upgrade_accepts_a_commit_signed_by_the_imported_key(http_sysroot: HttpS
     signed = served.add_commit("4", tree_of=served.commits["3"])
     proc = apt_ostree(http_sysroot.path, "upgrade")
     assert proc.returncode == 0, proc.stderr
-    assert _status(http_sysroot.path)[0]["checksum"] == signed
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == signed
 
 
 def test_upgrade_from_an_unreachable_remote_is_a_one_line_error(
@@ -192,7 +178,7 @@ def test_upgrade_from_an_unreachable_remote_is_a_one_line_error(
     assert lines == [
         'error: cannot reach remote "origin" (http://127.0.0.1:1/repo): Couldn\'t connect to server'
     ], proc.stderr
-    assert len(_status(sysroot.path)) == 1
+    assert len(deployments_json(sysroot.path)) == 1
 
 
 def test_upgrade_refuses_an_older_commit_unless_allow_downgrade(
@@ -207,10 +193,10 @@ def test_upgrade_refuses_an_older_commit_unless_allow_downgrade(
     error = proc.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: the new commit {older} (")
     assert error.endswith("use --allow-downgrade to deploy it anyway")
-    assert len(_status(http_sysroot.path)) == 1
+    assert len(deployments_json(http_sysroot.path)) == 1
     proc = apt_ostree(http_sysroot.path, "upgrade", "--allow-downgrade")
     assert proc.returncode == 0, proc.stderr
-    assert _status(http_sysroot.path)[0]["checksum"] == older
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == older
 
 
 def test_upgrade_reboot_is_refused_on_an_offline_sysroot(http_sysroot: HttpSysroot) -> None:
@@ -219,7 +205,7 @@ def test_upgrade_reboot_is_refused_on_an_offline_sysroot(http_sysroot: HttpSysro
     assert proc.stderr.strip() == (
         f"error: --reboot needs the booted system; {http_sysroot.path} is an offline sysroot"
     )
-    assert len(_status(http_sysroot.path)) == 1
+    assert len(deployments_json(http_sysroot.path)) == 1
 
 
 def test_upgrade_after_deploy_revision_clears_the_override(http_sysroot: HttpSysroot) -> None:
@@ -229,12 +215,12 @@ def test_upgrade_after_deploy_revision_clears_the_override(http_sysroot: HttpSys
     assert f"override-commit={served.commits['2']}" in origin
     proc = apt_ostree(http_sysroot.path, "upgrade")
     assert proc.returncode == 0, proc.stderr
-    assert _status(http_sysroot.path)[0]["checksum"] == served.commits["3"]
+    assert deployments_json(http_sysroot.path)[0]["checksum"] == served.commits["3"]
     assert "override-commit" not in Path(str(_deployment_dir(http_sysroot)) + ".origin").read_text()
 
 
 def _deployment_dir(sysroot: HttpSysroot) -> Path:
-    status = _status(sysroot.path)[0]
+    status = deployments_json(sysroot.path)[0]
     return (
         sysroot.path
         / f"ostree/deploy/{sysroot.osname}/deploy/{status['checksum']}.{status['serial']}"
