@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from apt_ostree import __version__
-from apt_ostree.cli import admin, compose, db, deploy, status
 from apt_ostree.errors import AptOstreeError, CommandError
 
+# Which module of apt_ostree.cli registers each command. Only the module of the
+# command being run is imported: `status` must start fast.
+COMMANDS = {
+    "status": "status",
+    "upgrade": "deploy",
+    "deploy": "deploy",
+    "rebase": "deploy",
+    "remote": "deploy",
+    "rollback": "admin",
+    "kargs": "admin",
+    "cleanup": "admin",
+    "db": "db",
+    "compose": "compose",
+}
+GLOBAL_OPTIONS_WITH_VALUE = ("--sysroot",)
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apt-ostree",
         description="Atomic, image-based Debian systems with package layering.",
@@ -24,13 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="work on the OSTree sysroot at PATH (default: the booted system)",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (status, deploy, admin, db, compose):
-        module.register(sub)
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in wanted:
+        importlib.import_module(f"apt_ostree.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -120,11 +120,29 @@ def write_deployment(
     new: OSTree.Deployment,
     merge: OSTree.Deployment | None,
 ) -> None:
-    """Make `new` the default, keeping the booted and merge deployments (and pinned ones)."""
+    """Make `new` the default, keeping the booted and merge deployments (and pinned ones).
+
+    The repository is pruned only when a deployment was removed: otherwise no
+    object became unreferenced, and the prune's walk over the whole repository
+    would be most of the cost of a deployment.
+    """
+
+    def ids() -> set[tuple[str, str, int]]:
+        return {
+            (d.get_osname(), d.get_csum(), d.get_deployserial()) for d in sysroot.get_deployments()
+        }
+
+    before = ids()
     with stdout_to_stderr():
         sysroot.simple_write_deployment(
-            osname, new, merge, OSTree.SysrootSimpleWriteDeploymentFlags.NONE, None
+            osname, new, merge, OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None
         )
+        sysroot.load(None)
+        if before - ids():
+            sysroot.cleanup(None)
+        else:
+            # Old boot versions and deployment directories only; no repo walk.
+            sysroot.prepare_cleanup(None)
 
 
 def write_deployments(sysroot: OSTree.Sysroot, deployments: list[OSTree.Deployment]) -> None:
