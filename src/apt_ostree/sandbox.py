@@ -21,6 +21,7 @@ def bwrap_argv(
     binds: Sequence[tuple[Path, str]] = (),
     ro_binds: Sequence[tuple[Path, str]] = (),
     network: bool = False,
+    caps: Sequence[str] | None = None,
 ) -> list[str]:
     cmd = [
         "bwrap",
@@ -40,6 +41,11 @@ def bwrap_argv(
     ]  # fmt: skip
     if not network:
         cmd.append("--unshare-net")
+    if caps is not None:
+        # Only what the program needs; the rest of root's power is dropped.
+        cmd += ["--cap-drop", "ALL"]
+        for cap in caps:
+            cmd += ["--cap-add", cap]
     for src, dest in binds:
         cmd += ["--bind", os.fspath(src), dest]
     for src, dest in ro_binds:
@@ -50,6 +56,16 @@ def bwrap_argv(
     return cmd
 
 
+def _ensure_tmp(root: Path) -> None:
+    """In the OSTree layout /tmp is a symlink to sysroot/tmp; bubblewrap mounts
+    its tmpfs on the link's target, which must exist."""
+    tmp = root / "tmp"
+    if tmp.is_symlink():
+        target = os.readlink(tmp)
+        resolved = root / target.lstrip("/") if target.startswith("/") else root / target
+        resolved.mkdir(parents=True, exist_ok=True)
+
+
 def run_in_tree(
     root: Path,
     argv: Sequence[str],
@@ -58,9 +74,11 @@ def run_in_tree(
     env: Mapping[str, str] | None = None,
     binds: Sequence[tuple[Path, str]] = (),
     ro_binds: Sequence[tuple[Path, str]] = (),
+    caps: Sequence[str] | None = None,
 ) -> str:
     """Run `argv` with `root` as /; return its output, raise CommandError with it on failure."""
-    cmd = bwrap_argv(root, argv, env=env, binds=binds, ro_binds=ro_binds)
+    _ensure_tmp(root)
+    cmd = bwrap_argv(root, argv, env=env, binds=binds, ro_binds=ro_binds, caps=caps)
     try:
         proc = subprocess.run(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
