@@ -13,4 +13,10 @@ for path in (ROOT, ROOT / "src"):
         sys.path.insert(0, str(path))
 
 # Fixture modules are plugins: their fixtures are visible to every test.
-pytest_plugins = ["tests.fixtures.aptrepo", "tests.fixtures.sysroot", "tests.fixtures.httprepo"]
+pytest_plugins = [
+    "tests.fixtures.aptrepo",
+    "tests.fixtures.sysroot",
+    "tests.fixtures.httprepo",
+    "tests.fixtures.debianbase",
+    "tests.fixtures.layerpkgs",
+]

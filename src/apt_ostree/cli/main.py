@@ -24,6 +24,10 @@ COMMANDS = {
     "cleanup": "admin",
     "db": "db",
     "compose": "compose",
+    "install": "packages",
+    "uninstall": "packages",
+    "override": "packages",
+    "reset": "packages",
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--sysroot",)
 

@@ -59,6 +59,9 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
         ):
             if d[key]:
                 lines.append(_field(label, " ".join(map(str, d[key]))))
+        inactive = [p for p in d["requested-packages"] if p not in d["packages"]]
+        if inactive:
+            lines.append(_field("InactiveRequests", " ".join(inactive)))
     return "\n".join(lines)
 
 

@@ -26,7 +26,9 @@ DPKG_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
     "CAP_SETFCAP", "CAP_SETGID", "CAP_SETUID", "CAP_KILL", "CAP_AUDIT_WRITE",
 )  # fmt: skip
-POLICY_RC_D = "#!/bin/sh\n# apt-ostree: services are not started while building a deployment.\nexit 101\n"
+POLICY_RC_D = (
+    "#!/bin/sh\n# apt-ostree: services are not started while building a deployment.\nexit 101\n"
+)
 DEBS_DIR = "/tmp/apt-ostree-debs"
 
 
@@ -135,6 +137,48 @@ def run_dpkg(
         flag.unlink(missing_ok=True)
 
 
+def _control(deb: Path, *fields: str) -> list[str]:
+    proc = subprocess.run(
+        ["dpkg-deb", "--show", "--showformat=" + "\\n".join(f"${{{f}}}" for f in fields),
+         str(deb)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    values = proc.stdout.split("\n")
+    return values + [""] * (len(fields) - len(values))
+
+
+def _relation_names(field: str) -> set[str]:
+    names = set()
+    for group in field.split(","):
+        for alternative in group.split("|"):
+            name = alternative.strip().split(" ", 1)[0].split("(", 1)[0].split(":", 1)[0]
+            if name:
+                names.add(name)
+    return names
+
+
+def install_waves(debs: Sequence[Path]) -> list[list[Path]]:
+    """Split `debs` so that a package's Pre-Depends among them are installed (unpacked
+    AND configured) by an earlier `dpkg --install`, as apt orders it."""
+    info = {}
+    for deb in debs:
+        name, pre = _control(deb, "Package", "Pre-Depends")
+        info[name] = (deb, _relation_names(pre))
+    level: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name in level:
+            return level[name]
+        pre = [p for p in info[name][1] if p in info and p not in seen]
+        level[name] = 1 + max((depth(p, seen | {name}) for p in pre), default=-1)
+        return level[name]
+
+    waves: dict[int, list[Path]] = {}
+    for name in info:
+        waves.setdefault(depth(name), []).append(info[name][0])
+    return [waves[k] for k in sorted(waves)]
+
+
 def install_debs(tree: DpkgRoot, debs: Sequence[Path], remove: Sequence[str] = ()) -> str:
     """`dpkg --remove` then `dpkg --install` of `debs` (copied nowhere: bound read-only)."""
     output = ""
@@ -144,13 +188,14 @@ def install_debs(tree: DpkgRoot, debs: Sequence[Path], remove: Sequence[str] = (
         parent = debs[0].parent
         if any(d.parent != parent for d in debs):
             raise DebError("internal: the packages to install must be in one directory")
-        inside = [f"{DEBS_DIR}/{d.name}" for d in debs]
-        output += run_dpkg(
-            tree,
-            ["dpkg", "--install", "--force-confdef", "--force-confold", *inside],
-            debs=parent,
-            what="dpkg --install",
-        )
+        for wave in install_waves(debs):
+            inside = [f"{DEBS_DIR}/{d.name}" for d in wave]
+            output += run_dpkg(
+                tree,
+                ["dpkg", "--install", "--force-confdef", "--force-confold", *inside],
+                debs=parent,
+                what="dpkg --install",
+            )
     audit = run_dpkg(tree, ["dpkg", "--audit"], what="dpkg --audit")
     if audit.strip():
         raise MaintainerScriptError(f"dpkg --audit is not clean after the transaction:\n{audit}")

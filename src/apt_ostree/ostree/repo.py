@@ -166,3 +166,64 @@ def regenerate_summary(repo: OSTree.Repo) -> None:
         repo.regenerate_summary(None, None)
     except GLib.Error as e:
         raise RepoError(f"cannot update the summary file: {e.message}") from e
+
+
+def checkout_hardlinked(repo: OSTree.Repo, checksum: str, dest: Path) -> None:
+    """Check `checksum` out at `dest` with hardlinks into the (bare) repo: O(files) links,
+    no copies. The checkout must only ever be read (an overlay's lower layer)."""
+    options = OSTree.RepoCheckoutAtOptions()
+    options.mode = OSTree.RepoCheckoutMode.NONE
+    options.overwrite_mode = OSTree.RepoCheckoutOverwriteMode.NONE
+    options.no_copy_fallback = True
+    try:
+        ok = repo.checkout_at(options, -100, os.fspath(dest), checksum, None)  # AT_FDCWD
+    except GLib.Error as e:
+        raise RepoError(f"cannot check out {checksum}: {e.message}") from e
+    if not ok:
+        raise RepoError(f"cannot check out {checksum}")
+
+
+def commit_layer(
+    repo: OSTree.Repo,
+    base: str,
+    upper: Path,
+    removals: list[str],
+    *,
+    subject: str,
+    metadata: dict[str, Any],
+) -> str:
+    """A new commit: the tree of `base`, minus `removals` (paths like "usr/bin/x"),
+    plus the content of the directory `upper` merged over it. The base is never
+    re-read or re-hashed: only what `upper` holds is written. No ref is set (the
+    deployment keeps the commit alive); the parent is `base`."""
+    meta = GLib.Variant("a{sv}", {k: _variant(v) for k, v in metadata.items()})
+    try:
+        repo.prepare_transaction(None)
+        try:
+            mtree = OSTree.MutableTree.new_from_commit(repo, base)
+            for path in removals:
+                _mtree_remove(mtree, path)
+            modifier = OSTree.RepoCommitModifier.new(OSTree.RepoCommitModifierFlags.NONE, None)
+            repo.write_directory_to_mtree(
+                Gio.File.new_for_path(os.fspath(upper)), mtree, modifier, None
+            )
+            _, root_file = repo.write_mtree(mtree, None)
+            _, checksum = repo.write_commit(base, subject, None, meta, root_file, None)
+            repo.commit_transaction(None)
+        except BaseException:
+            repo.abort_transaction(None)
+            raise
+    except GLib.Error as e:
+        raise RepoError(f"cannot commit the layer on {base[:12]}: {e.message}") from e
+    return str(checksum)
+
+
+def _mtree_remove(mtree: OSTree.MutableTree, path: str) -> None:
+    *parents, name = Path(path).parts
+    node = mtree
+    for part in parents:
+        _, _, sub = node.lookup(part)
+        if sub is None:
+            return
+        node = sub
+    node.remove(name, True)

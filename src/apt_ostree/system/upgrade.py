@@ -60,13 +60,6 @@ def current_state(sysroot: Sysroot, osname: str) -> Current:
     raise AptOstreeError(f'the sysroot at {sysroot.path} has no deployment of "{osname}"')
 
 
-def _refuse_layered(origin: Origin) -> None:
-    # The layering work replaces this with rebuilding the layer on the new base.
-    if origin.layered:
-        raise AptOstreeError(
-            "the deployment has layered packages or overrides; moving them to a new base"
-            " commit is not supported yet"
-        )
 
 
 @dataclass
@@ -116,8 +109,24 @@ def _deploy(
     diff = diff_commit_infos(current.base, new)
     version = version_of(new)
     label = f"{new.checksum[:12]}" + (f" (version {version})" if version else "")
+    checksum = new.checksum
+    if origin.layered:
+        # Layered packages and overrides are applied again on the new base.
+        from apt_ostree.system.layering import build_layer
+        from apt_ostree.system.packages import local_paths
+
+        assert current.deployment.path is not None
+        layer = build_layer(
+            sysroot, osname, new.checksum, origin,
+            merge_etc=current.deployment.path / "etc",
+            local_debs=local_paths(sysroot, origin),
+            allow_inactive=True,
+            reporter=reporter,
+        )  # fmt: skip
+        assert layer.checksum is not None
+        checksum = layer.checksum
     reporter.task_begin(f"{'Staging' if sysroot.booted else 'Deploying'} {label}")
-    deploy(sysroot, osname, new.checksum, origin, kargs=current.deployment.kargs)
+    deploy(sysroot, osname, checksum, origin, kargs=current.deployment.kargs)
     reporter.task_end()
     return Outcome(True, osname, origin.refspec, current.base, new, diff, pulled, sysroot.booted)
 
@@ -176,7 +185,6 @@ def check_update(
 def upgrade(sysroot: Sysroot, osname: str, *, allow_downgrade: bool, reporter: Reporter) -> Outcome:
     """Pull the origin's ref and deploy its tip; clears a `deploy REVISION` override."""
     current = current_state(sysroot, osname)
-    _refuse_layered(current.origin)
     timestamp_from = None if allow_downgrade else current.base.checksum
     new, pulled = _pull_tip(sysroot, current.origin, reporter, timestamp_from=timestamp_from)
     if new.checksum == current.base.checksum:
@@ -318,7 +326,6 @@ def deploy_revision(
     """Deploy a given commit of the origin's ref; the origin records it as
     `override-commit` until the next `upgrade`."""
     current = current_state(sysroot, osname)
-    _refuse_layered(current.origin)
     refspec = current.origin.refspec
     checksum, history = resolve_revision(
         sysroot, refspec, revision, reporter=reporter, skip_branch_check=skip_branch_check
@@ -370,7 +377,6 @@ def rebase(
     """Switch the origin to `refspec` (from `rebase_target`) and deploy its tip
     or `revision`. An older commit is allowed: a rebase is a deliberate move."""
     current = current_state(sysroot, osname)
-    _refuse_layered(current.origin)
     old = current.origin
     if refspec == old.refspec and revision is None:
         raise AptOstreeError(f"old and new refs are equal: {refspec}")

@@ -1,0 +1,184 @@
+"""install, uninstall, override remove/reset, reset: change the origin's request
+and rebuild the deployment from the base commit (no drift)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apt_ostree.errors import AptOstreeError
+from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.reporter import NullReporter, Reporter
+from apt_ostree.system.layering import LayerResult, base_of, build_layer, local_store
+from apt_ostree.system.origin import Origin
+from apt_ostree.system.sysroot import Sysroot, deploy
+
+
+class PackageRequestError(AptOstreeError):
+    pass
+
+
+@dataclass
+class PackageChange:
+    install: list[str] = field(default_factory=list)
+    install_local: list[Path] = field(default_factory=list)
+    uninstall: list[str] = field(default_factory=list)
+    uninstall_all: bool = False
+    remove_base: list[str] = field(default_factory=list)
+    reset_removals: list[str] = field(default_factory=list)
+    reset_all_overrides: bool = False
+    reset_layering: bool = False
+    allow_inactive: bool = False
+    idempotent: bool = False
+
+
+@dataclass
+class PackageOutcome:
+    changed: bool
+    origin: Origin
+    layer: LayerResult | None = None
+    checksum: str | None = None
+    staged: bool = False
+
+
+def default_deployment(sysroot: Sysroot, osname: str) -> DeploymentInfo:
+    """The deployment a change starts from: the pending one if any, else the booted or
+    (offline) the default one; changes accumulate as in rpm-ostree."""
+    for d in sysroot.deployments():
+        if d.osname == osname:
+            return d
+    raise AptOstreeError(f'the sysroot at {sysroot.path} has no deployment of "{osname}"')
+
+
+def _deb_identity(path: Path) -> tuple[str, str]:
+    """(sha256, name_version_arch) of a .deb file."""
+    if not path.is_file():
+        raise PackageRequestError(f"{path}: no such file")
+    fields = subprocess.run(
+        ["dpkg-deb", "--show", "--showformat=${Package}_${Version}_${Architecture}", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if fields.returncode != 0:
+        raise PackageRequestError(f"{path} is not a valid .deb: {fields.stderr.strip()}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest, fields.stdout.strip()
+
+
+def _store_local(sysroot: Sysroot, path: Path) -> str:
+    digest, nva = _deb_identity(path)
+    store = local_store(sysroot)
+    store.mkdir(parents=True, exist_ok=True)
+    dest = store / f"{digest}.deb"
+    if not dest.exists():
+        tmp = dest.with_suffix(".tmp")
+        shutil.copy2(path, tmp)
+        tmp.replace(dest)
+    return f"{digest}:{nva}"
+
+
+def local_paths(sysroot: Sysroot, origin: Origin) -> list[Path]:
+    paths = []
+    for entry in origin.requested_local:
+        digest = entry.split(":", 1)[0]
+        path = local_store(sysroot) / f"{digest}.deb"
+        if not path.exists():
+            raise PackageRequestError(f"the local package {entry} is missing from {path.parent}")
+        paths.append(path)
+    return paths
+
+
+def _local_name(entry: str) -> str:
+    return entry.split(":", 1)[1].split("_", 1)[0]
+
+
+def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Origin:
+    """The new origin; errors for requests that make no sense."""
+    requested = list(origin.requested_packages)
+    local = list(origin.requested_local)
+    removed = list(origin.removed_base)
+    if change.reset_layering:
+        requested, local = [], []
+    if change.uninstall_all:
+        requested, local = [], []
+    for name in change.uninstall:
+        if name in requested:
+            requested.remove(name)
+        elif any(_local_name(e) == name for e in local):
+            local = [e for e in local if _local_name(e) != name]
+        elif not change.idempotent:
+            raise PackageRequestError(f'package "{name}" is not currently requested')
+    for name in change.install:
+        if name in requested:
+            if not change.idempotent:
+                raise PackageRequestError(f'package "{name}" is already requested')
+            continue
+        requested.append(name)
+    for path in change.install_local:
+        entry = _store_local(sysroot, path)
+        if entry not in local:
+            local.append(entry)
+    if change.reset_all_overrides:
+        removed = []
+    for name in change.reset_removals:
+        if name not in removed:
+            raise PackageRequestError(f'no override for package "{name}"')
+        removed.remove(name)
+    for name in change.remove_base:
+        if name in removed:
+            if not change.idempotent:
+                raise PackageRequestError(f'package "{name}" is already removed')
+            continue
+        removed.append(name)
+    return dataclasses.replace(
+        origin, requested_packages=requested, requested_local=local, removed_base=removed
+    )
+
+
+def change_packages(
+    sysroot: Sysroot,
+    osname: str,
+    change: PackageChange,
+    *,
+    dry_run: bool = False,
+    download_only: bool = False,
+    cache_only: bool = False,
+    reporter: Reporter | None = None,
+) -> PackageOutcome:
+    """Rebuild the deployment with the changed request and deploy it. The caller
+    holds the sysroot lock."""
+    reporter = reporter or NullReporter()
+    current = default_deployment(sysroot, osname)
+    origin = Origin.from_dict(current.origin)
+    new_origin = apply_change(sysroot, origin, change)
+    if new_origin.to_dict() == origin.to_dict():
+        return PackageOutcome(False, origin)
+    base = base_of(sysroot, current.checksum)
+    assert current.path is not None
+    outcome = PackageOutcome(True, new_origin)
+    if new_origin.layered:
+        outcome.layer = build_layer(
+            sysroot, osname, base, new_origin,
+            merge_etc=current.path / "etc",
+            local_debs=local_paths(sysroot, new_origin),
+            allow_inactive=change.allow_inactive,
+            dry_run=dry_run, download_only=download_only, cache_only=cache_only,
+            reporter=reporter,
+        )  # fmt: skip
+        if dry_run or download_only:
+            return outcome
+        checksum = outcome.layer.checksum
+        assert checksum is not None
+    else:
+        if dry_run or download_only:
+            return outcome
+        checksum = base
+    reporter.task_begin(f"{'Staging' if sysroot.booted else 'Deploying'} {checksum[:12]}")
+    deploy(sysroot, osname, checksum, new_origin, kargs=current.kargs)
+    reporter.task_end()
+    outcome.checksum = checksum
+    outcome.staged = sysroot.booted
+    return outcome
