@@ -274,3 +274,31 @@ def test_hostile_postinst_is_contained(
     assert sentinel.read_text() == "still here"
     assert Path("/usr/bin/dpkg").exists()
     assert_unchanged(layered)
+
+
+def _new_base(sysroot: DebianSysroot, tmp_path: Path) -> str:
+    """A newer base commit in the sysroot's repo: the base plus one file."""
+    extra = tmp_path / "extra"
+    (extra / "usr/share").mkdir(parents=True)
+    (extra / "usr/share/new-base-marker").write_text("new base\n")
+    return subprocess.run(
+        ["ostree", f"--repo={sysroot.path}/ostree/repo", "commit", "--orphan",
+         f"--parent={sysroot.base_checksum}", "--owner-uid=0", "--owner-gid=0",
+         f"--tree=ref={sysroot.base_checksum}", f"--tree=dir={extra}", "-s", "newer base"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def test_deploying_a_new_base_applies_the_layer_again(
+    layered: DebianSysroot, tmp_path: Path
+) -> None:
+    assert install(layered, "dep-top").returncode == 0
+    new_base = _new_base(layered, tmp_path)
+    proc = apt_ostree(layered.path, "deploy", "--skip-branch-check", new_base)
+    assert proc.returncode == 0, proc.stderr
+    d = deployments_json(layered.path)[0]
+    assert d["base-checksum"] == new_base and d["packages"] == ["dep-top"]
+    tree = deployment_dir(layered)
+    assert (tree / "usr/share/new-base-marker").exists()
+    assert dpkg(tree, "-s", "dep-top").returncode == 0
+    fsck(layered.path)

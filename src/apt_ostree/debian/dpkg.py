@@ -30,6 +30,7 @@ POLICY_RC_D = (
     "#!/bin/sh\n# apt-ostree: services are not started while building a deployment.\nexit 101\n"
 )
 DEBS_DIR = "/tmp/apt-ostree-debs"
+AUDIT_MARK = "apt-ostree: dpkg --audit follows"
 
 
 class DebError(AptOstreeError):
@@ -188,15 +189,19 @@ def install_debs(tree: DpkgRoot, debs: Sequence[Path], remove: Sequence[str] = (
         parent = debs[0].parent
         if any(d.parent != parent for d in debs):
             raise DebError("internal: the packages to install must be in one directory")
+        # One sandbox for every dpkg run, the audit included: each start costs.
+        script = ["set -e"]
         for wave in install_waves(debs):
-            inside = [f"{DEBS_DIR}/{d.name}" for d in wave]
-            output += run_dpkg(
-                tree,
-                ["dpkg", "--install", "--force-confdef", "--force-confold", *inside],
-                debs=parent,
-                what="dpkg --install",
-            )
-    audit = run_dpkg(tree, ["dpkg", "--audit"], what="dpkg --audit")
+            inside = " ".join(f"{DEBS_DIR}/{d.name}" for d in wave)
+            script.append(f"dpkg --install --force-confdef --force-confold {inside}")
+        script.append(f"echo {AUDIT_MARK}")
+        script.append("dpkg --audit")
+        output += run_dpkg(
+            tree, ["/bin/sh", "-c", "\n".join(script)], debs=parent, what="dpkg --install"
+        )
+        output, _, audit = output.partition(AUDIT_MARK + "\n")
+    else:
+        audit = run_dpkg(tree, ["dpkg", "--audit"], what="dpkg --audit")
     if audit.strip():
         raise MaintainerScriptError(f"dpkg --audit is not clean after the transaction:\n{audit}")
     return output

@@ -267,6 +267,9 @@ def build_layer(
             remove=origin.removed_base,
             local_debs=local_debs,
             allow_inactive=allow_inactive,
+            # -C: neither package lists nor packages are downloaded (as rpm-ostree's -C).
+            refresh=not cache_only,
+            cachedir=cache / "debs",
             reporter=reporter,
         )
         reporter.task_end(f"{len(plan.install)} to install, {len(plan.remove)} to remove")
