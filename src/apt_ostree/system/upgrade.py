@@ -60,8 +60,6 @@ def current_state(sysroot: Sysroot, osname: str) -> Current:
     raise AptOstreeError(f'the sysroot at {sysroot.path} has no deployment of "{osname}"')
 
 
-
-
 @dataclass
 class Outcome:
     """What an upgrade, deploy or rebase did (or, with `changed` False, found)."""
