@@ -14,9 +14,11 @@ APT_PACKAGES := \
 	python3 python3-venv python3-setuptools python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
 	python3-dasbus python3-pytest ostree mmdebstrap dracut-core bubblewrap \
 	gnupg dpkg-dev apt-utils e2fsprogs
+# What `make deb` needs besides APT_PACKAGES.
+DEB_BUILD_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all
 PIP_PACKAGES := ruff==0.17.6 mypy==2.4.1 types-PyYAML
 
-.PHONY: deps compose check lint test clean
+.PHONY: deps compose deb check lint test clean
 
 deps: $(VENV)/.stamp
 
@@ -40,6 +42,28 @@ compose: deps
 	@echo; ostree --repo=$(REPO) log $$(cat build/commitid) | head -n 8
 	@echo "Top level of the commit:"; ostree --repo=$(REPO) ls $$(cat build/commitid) /
 	@echo "Kernel and initramfs:"; ostree --repo=$(REPO) ls -R $$(cat build/commitid) /usr/lib/modules | grep -E 'vmlinuz|initramfs' || true
+
+# apt-ostree's own .deb, built from a copy of the tree so that the checkout
+# stays clean: build/deb/apt-ostree_<version>_all.deb. PATH is Debian's alone,
+# so that pybuild finds /usr/bin/python3 and its modules, not another python3.
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_SRC = build/deb/src
+
+deb: deps
+	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	rm -rf $(DEB_SRC) && mkdir -p $(DEB_SRC)
+	tar -c --exclude-vcs --exclude=./build --exclude=./$(VENV) --exclude=__pycache__ \
+		--exclude='*.egg-info' --exclude=./.pybuild . | tar -x -C $(DEB_SRC)
+	cd $(DEB_SRC) && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$$HOME" \
+		dpkg-buildpackage -us -uc -b --no-sign
+	rm -rf $(DEB_SRC)
+	@echo; dpkg-deb -I build/deb/apt-ostree_$(DEB_VERSION)_all.deb | sed -n '/Package:/,/Description:/p'
+	@echo "Built build/deb/apt-ostree_$(DEB_VERSION)_all.deb"
 
 lint: deps
 	$(BIN)/ruff check src tests $(wildcard bench/*)

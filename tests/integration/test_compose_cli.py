@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.aptrepo import AptRepo
+from tests.fixtures.aptrepo import AptRepo, DebSpec, build_deb
 from tests.fixtures.sysroot import apt_ostree as run_cli
 
 TOP = Path(__file__).resolve().parents[2]
@@ -52,6 +52,33 @@ def test_dry_run_prints_the_resolved_set_and_writes_nothing(
     names = [line.split()[0] for line in proc.stdout.splitlines()]
     assert names == ["fixture-essential", "pkg-a", "pkg-b"]
     assert not repo.exists()
+
+
+def test_dry_run_resolves_local_packages_with_their_dependencies(
+    apt_repo: AptRepo, tmp_path: Path
+) -> None:
+    # Depends on pkg-b, which only the signed fixture repository has.
+    build_deb(DebSpec("local-tool", "0.1.0", arch="all", depends="pkg-b"), tmp_path / "debs")
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-c"],
+                        **{"local-packages": ["debs/local-tool_*_all.deb"]})  # fmt: skip
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "repo",
+                      "--cachedir", tmp_path / "c", "--dry-run")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    resolved = [line.split()[:2] for line in proc.stdout.splitlines()]
+    assert resolved == [["fixture-essential", "1.0"], ["local-tool", "0.1.0"], ["pkg-b", "1.0"],
+                        ["pkg-c", "1.0"]]  # fmt: skip
+
+
+def test_local_package_older_than_the_sources_one_is_an_error(
+    apt_repo: AptRepo, tmp_path: Path
+) -> None:
+    build_deb(DebSpec("pkg-b", "0.9", files={"usr/share/pkg-b/old": "old\n"}), tmp_path / "debs")
+    tf = write_treefile(tmp_path / "tf.json", apt_repo.sources_stanza(), ["pkg-a"],
+                        **{"local-packages": ["debs/pkg-b_0.9_amd64.deb"]})  # fmt: skip
+    proc = apt_ostree("compose", "tree", tf, "--repo", tmp_path / "repo",
+                      "--cachedir", tmp_path / "c", "--dry-run")  # fmt: skip
+    assert_one_line_error(proc, 'local package "pkg-b" 0.9')
+    assert "loses to version 1.0" in proc.stderr
 
 
 def test_print_only_prints_the_merged_treefile_as_json(apt_repo: AptRepo, tmp_path: Path) -> None:

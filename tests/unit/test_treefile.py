@@ -448,3 +448,46 @@ def test_treefile_sha256_depends_on_the_merged_treefile_only() -> None:
     assert load_treefile(path).treefile_sha256() == before.treefile_sha256()
     write("tf2.yaml", "include: tf.yaml\npackages: [vim]\n")
     assert load_treefile(Path("tf2.yaml")).treefile_sha256() != before.treefile_sha256()
+
+
+# --- local-packages ----------------------------------------------------------------------
+
+
+def test_local_packages_globs_expand_relative_to_the_treefile_sorted() -> None:
+    write("debs/b_1.0_all.deb", "b")
+    write("debs/a_1.0_all.deb", "a")
+    write("sub/tf.yaml", f"ref: {REF}\nlocal-packages: ['../debs/*_all.deb']\n")
+    tf = load_treefile(Path("sub/tf.yaml"))
+    assert tf.local_packages == [
+        Path.cwd() / "debs/a_1.0_all.deb",
+        Path.cwd() / "debs/b_1.0_all.deb",
+    ]
+    assert tf.merged["local-packages"] == [str(p) for p in tf.local_packages]
+
+
+def test_local_packages_is_left_out_of_merged_when_absent() -> None:
+    assert "local-packages" not in load(f"ref: {REF}\n").merged
+
+
+def test_local_packages_glob_that_matches_nothing_is_an_error() -> None:
+    message = error_of(f"ref: {REF}\nlocal-packages:\n  - build/deb/apt-ostree_*_all.deb\n")
+    assert message.startswith('tf.yaml:3: key "local-packages": ')
+    assert '"build/deb/apt-ostree_*_all.deb" matches no file' in message
+
+
+def test_local_packages_entry_must_be_a_deb_file() -> None:
+    write("notes.txt", "x")
+    message = error_of(f"ref: {REF}\nlocal-packages: [notes.txt]\n")
+    assert 'key "local-packages"' in message
+    assert "is not a .deb file" in message
+
+
+def test_inputs_sha256_changes_when_a_local_package_changes() -> None:
+    write("debs/a_1.0_all.deb", "a")
+    path = write("tf.yaml", f"ref: {REF}\nlocal-packages: [debs/a_1.0_all.deb]\n")
+    before = load_treefile(path)
+    treefile_before, inputs_before = before.treefile_sha256(), before.inputs_sha256()
+    Path("debs/a_1.0_all.deb").write_text("rebuilt")
+    after = load_treefile(path)
+    assert after.treefile_sha256() == treefile_before
+    assert after.inputs_sha256() != inputs_before

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from apt_ostree.cli.db import format_diff_block
 from apt_ostree.client.local import locked_sysroot, open_sysroot
-from apt_ostree.errors import EXIT_UNCHANGED
+from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
 
 if TYPE_CHECKING:
+    from apt_ostree.system.packages import PackageChange
     from apt_ostree.system.upgrade import Outcome
 
 
@@ -81,6 +82,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 if nothing was deployed"
     )
+    p.add_argument(
+        "--install", action="append", default=[], metavar="PKG",
+        help="also layer this package (name or ./file.deb; repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--uninstall", action="append", default=[], metavar="PKG",
+        help="also remove this layered package (repeatable)",
+    )  # fmt: skip
+
+
+def _package_change(args: argparse.Namespace) -> PackageChange | None:
+    """The --install/--uninstall request, applied in the same transaction; None without."""
+    from apt_ostree.cli.packages import is_local_deb
+    from apt_ostree.system.packages import PackageChange
+
+    if not args.install and not args.uninstall:
+        return None
+    return PackageChange(
+        install=[p for p in args.install if not is_local_deb(p)],
+        install_local=[Path(p).resolve() for p in args.install if is_local_deb(p)],
+        uninstall=args.uninstall,
+    )
 
 
 def _when(timestamp: int) -> str:
@@ -123,6 +146,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     from apt_ostree.system.upgrade import check_update, upgrade
 
     _check_reboot(args)
+    change = _package_change(args)
+    if change is not None and (args.check or args.preview):
+        raise AptOstreeError("--install and --uninstall cannot be used with --check or --preview")
     reporter = Reporter(quiet=args.quiet)
     with locked_sysroot(args.sysroot) as sysroot:
         osname = args.osname or sysroot.default_osname()
@@ -132,8 +158,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
             )
         else:
             outcome = upgrade(
-                sysroot, osname, allow_downgrade=args.allow_downgrade, reporter=reporter
-            )
+                sysroot, osname, allow_downgrade=args.allow_downgrade, reporter=reporter,
+                change=change,
+            )  # fmt: skip
     if args.check or args.preview:
         if not outcome.changed:
             print("No updates available.")
@@ -163,6 +190,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             args.revision,
             skip_branch_check=args.skip_branch_check,
             reporter=reporter,
+            change=_package_change(args),
         )
     return _finish(args, outcome, f"No change: {outcome.new.checksum} is already deployed.")
 
@@ -177,8 +205,9 @@ def cmd_rebase(args: argparse.Namespace) -> int:
         origin = current_state(sysroot, osname).origin
         refspec = rebase_target(origin, args.refspec, args.branch, args.remote)
         outcome = rebase(
-            sysroot, osname, refspec, args.revision, skip_purge=args.skip_purge, reporter=reporter
-        )
+            sysroot, osname, refspec, args.revision, skip_purge=args.skip_purge,
+            reporter=reporter, change=_package_change(args),
+        )  # fmt: skip
     print(f"Rebased from {origin.refspec} to {refspec}")
     return _finish(args, outcome, "No change.")
 

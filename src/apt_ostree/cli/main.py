@@ -28,6 +28,8 @@ COMMANDS = {
     "uninstall": "packages",
     "override": "packages",
     "reset": "packages",
+    "search": "packages",
+    "refresh-md": "packages",
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--sysroot",)
 

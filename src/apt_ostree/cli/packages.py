@@ -41,12 +41,16 @@ def register(sub: Any) -> None:
     _common(p)
     p.set_defaults(func=cmd_uninstall)
 
-    p = sub.add_parser("override", help="remove base packages, or reset that")
+    p = sub.add_parser("override", help="remove or replace base packages, or reset that")
     osub = p.add_subparsers(dest="override_command", metavar="COMMAND", required=True)
     r = osub.add_parser("remove", help="remove packages of the base commit")
     r.add_argument("packages", nargs="+", metavar="PKG")
     _common(r)
     r.set_defaults(func=cmd_override_remove)
+    r = osub.add_parser("replace", help="replace base packages by local .deb files")
+    r.add_argument("packages", nargs="+", metavar="./FILE.deb")
+    _common(r)
+    r.set_defaults(func=cmd_override_replace)
     r = osub.add_parser("reset", help="undo overrides")
     r.add_argument("packages", nargs="*", metavar="PKG")
     r.add_argument("--all", action="store_true", help="undo every override")
@@ -58,6 +62,16 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--overrides", action="store_true", help="only overrides")
     _common(p)
     p.set_defaults(func=cmd_reset)
+
+    p = sub.add_parser("search", help="search the packages of the configured APT sources")
+    p.add_argument("terms", nargs="+", metavar="TERM")
+    p.add_argument("--os", dest="osname", help="operate on this osname")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("refresh-md", help="refresh the package indexes of the APT sources")
+    p.add_argument("-f", "--force", action="store_true", help="drop the cached indexes first")
+    p.add_argument("--os", dest="osname", help="operate on this osname")
+    p.set_defaults(func=cmd_refresh_md)
 
 
 def _run(args: argparse.Namespace, change: PackageChange) -> int:
@@ -85,10 +99,16 @@ def _report(args: argparse.Namespace, outcome: PackageOutcome) -> int:
         return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
     if outcome.layer is not None:
         plan = outcome.layer.plan
-        if plan.install:
+        added = [p for p in plan.install if p.replaces is None]
+        replaced = [p for p in plan.install if p.replaces is not None]
+        if added:
             print("Added:" if not args.dry_run else "Will add:")
-            for p in plan.install:
+            for p in added:
                 print(f"  {p.name} {p.version} ({p.arch})")
+        if replaced:
+            print("Replaced:" if not args.dry_run else "Will replace:")
+            for p in replaced:
+                print(f"  {p.name} {p.replaces} -> {p.version}")
         if plan.remove:
             print("Removed:" if not args.dry_run else "Will remove:")
             for r in plan.remove:
@@ -128,14 +148,18 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def is_local_deb(arg: str) -> bool:
+    """`./file.deb` (or any path) rather than a package name."""
+    return arg.endswith(".deb") or "/" in arg
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     from apt_ostree.system.packages import PackageChange
 
-    local = [Path(p) for p in args.packages if p.endswith(".deb") or "/" in p]
-    names = [p for p in args.packages if not (p.endswith(".deb") or "/" in p)]
+    names = [p for p in args.packages if not is_local_deb(p)]
     change = PackageChange(
         install=names,
-        install_local=[p.resolve() for p in local],
+        install_local=[Path(p).resolve() for p in args.packages if is_local_deb(p)],
         allow_inactive=args.allow_inactive,
         idempotent=args.idempotent,
     )
@@ -157,6 +181,17 @@ def cmd_override_remove(args: argparse.Namespace) -> int:
     return _run(args, PackageChange(remove_base=args.packages, idempotent=args.idempotent))
 
 
+def cmd_override_replace(args: argparse.Namespace) -> int:
+    from apt_ostree.system.packages import PackageChange
+
+    names = [p for p in args.packages if not is_local_deb(p)]
+    if names:
+        raise AptOstreeError(
+            f'override replace takes local .deb files, not package names: "{names[0]}"'
+        )
+    return _run(args, PackageChange(replace_local=[Path(p).resolve() for p in args.packages]))
+
+
 def cmd_override_reset(args: argparse.Namespace) -> int:
     from apt_ostree.system.packages import PackageChange
 
@@ -173,3 +208,30 @@ def cmd_reset(args: argparse.Namespace) -> int:
     change = PackageChange(reset_layering=both or args.overlays,
                            reset_all_overrides=both or args.overrides)  # fmt: skip
     return _run(args, change)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from apt_ostree.system.search import search
+
+    sysroot = open_sysroot(args.sysroot)
+    reporter = Reporter(quiet=args.quiet)
+    results = search(sysroot, args.osname or sysroot.default_osname(), args.terms,
+                     reporter=reporter)  # fmt: skip
+    if not results:
+        print("No matches found.")
+        return 0
+    for result in results:
+        print(f"{result.name} - {result.summary}" if result.summary else result.name)
+    return 0
+
+
+def cmd_refresh_md(args: argparse.Namespace) -> int:
+    from apt_ostree.system.search import refresh
+
+    reporter = Reporter(quiet=args.quiet)
+    with locked_sysroot(args.sysroot) as sysroot:
+        refresh(sysroot, args.osname or sysroot.default_osname(), force=args.force,
+                reporter=reporter)  # fmt: skip
+    if not args.quiet:
+        print("Package indexes are up to date.")
+    return 0

@@ -51,9 +51,14 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
             lines.append(_field("Staged", "yes"))
         if d["pinned"]:
             lines.append(_field("Pinned", "yes"))
+        if d["base-removals"]:
+            lines.append(_field("RemovedBasePackages", " ".join(d["base-removals"])))
+        if d["base-local-replacements"]:
+            replaced = ", ".join(
+                f"{n} {old} -> {new}" for n, old, new in d["base-local-replacements"]
+            )
+            lines.append(_field("ReplacedBasePackages", replaced))
         for key, label in (
-            ("base-removals", "RemovedBasePackages"),
-            ("base-local-replacements", "ReplacedBasePackages"),
             ("packages", "LayeredPackages"),
             ("requested-local-packages", "LocalPackages"),
         ):

@@ -23,6 +23,11 @@ from apt_ostree.compose.commit import CommitRequest, CommitResult, commit_tree
 from apt_ostree.compose.customize import customize_tree
 from apt_ostree.compose.postprocess import PostprocessOptions, postprocess_tree
 from apt_ostree.compose.treefile import Treefile
+from apt_ostree.debian.localrepo import (
+    check_local_versions,
+    make_local_repository,
+    read_debs,
+)
 from apt_ostree.debian.resolve import PackageInfo, resolve_tree
 from apt_ostree.debian.sources import host_sources, write_sources_file
 from apt_ostree.errors import AptOstreeError, RepoError
@@ -107,17 +112,24 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     stanzas = treefile.sources if treefile.sources is not None else host_sources()
     arch = treefile.architecture or host_architecture()
     suite = _suite_of(treefile, stanzas)
+    requested = list(treefile.packages)
+    local_debs = read_debs(treefile.local_packages, arch)
+    if local_debs:
+        local = make_local_repository(local_debs, cachedir / "local-packages")
+        stanzas = [*stanzas, local.stanza]
+        requested += [deb.name for deb in local_debs if deb.name not in requested]
 
     reporter.task_begin("Resolving packages")
     packages = resolve_tree(
         stanzas,
-        treefile.packages,
+        requested,
         arch=arch,
         statedir=cachedir / "apt",
         exclude=treefile.exclude_packages,
         recommends=treefile.recommends,
         reporter=reporter,
     )
+    check_local_versions(local_debs, packages)
     reporter.task_end(f"{len(packages)} packages")
     result = ComposeResult(packages)
     if options.dry_run:
@@ -145,7 +157,7 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
                 arch=arch,
                 sources_file=sources_file,
                 packages=packages,
-                requested=treefile.packages,
+                requested=requested,
                 recommends=treefile.recommends,
                 documentation=treefile.documentation,
                 cachedir=cachedir / "debs",

@@ -10,6 +10,7 @@ never from the constructed Python objects.
 from __future__ import annotations
 
 import difflib
+import glob
 import hashlib
 import json
 import os
@@ -217,6 +218,20 @@ def _add_file(doc: _Document, key: str, node: Node) -> tuple[Path, str]:
     return path, dest
 
 
+def _local_packages(doc: _Document, key: str, node: Node) -> list[Path]:
+    """The .deb files a path or glob (relative to the treefile) names, sorted."""
+    value = _string(doc, key, node)
+    pattern = str(_absolute(doc.dir, value))
+    matches = sorted(Path(match) for match in glob.glob(pattern))
+    if not matches:
+        what = "matches no file" if glob.has_magic(value) else "does not exist"
+        raise doc.error(node, key, f'"{value}" {what} ({pattern})')
+    for path in matches:
+        if not path.is_file() or path.suffix != ".deb":
+            raise doc.error(node, key, f'"{value}": {path} is not a .deb file')
+    return matches
+
+
 def _metadata_value(doc: _Document, key: str, node: Node) -> Any:
     scalars = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool")}
     if isinstance(node, ScalarNode) and node.tag in scalars:
@@ -266,6 +281,7 @@ _LIST_KEYS: dict[str, _Parser] = {
     "initramfs-args": _string,
     "components": _word,
     "sources": _source_entry,
+    "local-packages": _local_packages,
 }
 _MAPPING_KEYS: dict[str, _Parser] = {"metadata": _metadata_value}
 _ALL_KEYS = ["include", *_SCALAR_KEYS, *_LIST_KEYS, *_MAPPING_KEYS]
@@ -487,6 +503,7 @@ class Treefile:
     components: list[str] = field(default_factory=lambda: ["main"])
     architecture: str | None = None
     sources: list[str] | None = None
+    local_packages: list[Path] = field(default_factory=list)
     merged: dict[str, Any] = field(default_factory=dict)
 
     def treefile_sha256(self) -> str:
@@ -496,8 +513,9 @@ class Treefile:
     def inputs_sha256(self) -> str:
         """sha256 of the merged treefile plus the content of every file it names.
 
-        Covers postprocess-script, add-files sources (whole directory trees) and
-        the key files in `sources`; mtimes are left out so that it is stable.
+        Covers postprocess-script, add-files sources (whole directory trees),
+        the key files in `sources` and the local-packages .debs; mtimes are
+        left out so that it is stable.
         The host's APT sources (when `sources` is absent) are not covered.
         """
         digest = hashlib.sha256(_canonical_json(self.merged))
@@ -516,6 +534,7 @@ class Treefile:
         files = [self.postprocess_script] if self.postprocess_script else []
         files += [src for src, _ in self.add_files]
         files += apt_sources.signed_by_files(self.sources or [])
+        files += self.local_packages
         return files
 
 
@@ -589,6 +608,8 @@ def _build(path: Path, display: str, fields: _Fields) -> Treefile:
         components=components,
         architecture=scalar("architecture"),
         sources=_converted_sources(fields, suite, components) if "sources" in fields else None,
+        # Each item is the list of files its glob matched.
+        local_packages=list(dict.fromkeys(p for paths in items("local-packages") for p in paths)),
     )
     tf.merged = _plain_data(tf)
     return tf
@@ -655,6 +676,8 @@ def _plain_data(tf: Treefile) -> dict[str, Any]:
         "components": tf.components,
         "architecture": tf.architecture,
         "sources": tf.sources,
+        # Left out when empty, so that treefiles without it keep their hashes.
+        "local-packages": [str(path) for path in tf.local_packages] or None,
     }
     # Unset optional values are left out, as rpm-ostree's --print-only does.
     return {key: value for key, value in data.items() if value is not None}

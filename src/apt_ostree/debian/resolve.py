@@ -67,7 +67,9 @@ class PlannedPackage:
 
     `uri` and `sha256` come from the signed index (for a local .deb: its own
     path and checksum); `filename` is its name in the download cache;
-    `requested` says whether the user asked for it or it is a dependency.
+    `requested` says whether the user asked for it or it is a dependency;
+    `replaces` is the base commit's version of a package that a local .deb
+    replaces (override replace), None for a package the layer adds.
     """
 
     name: str
@@ -79,6 +81,7 @@ class PlannedPackage:
     sha256: str
     requested: bool
     local_path: str | None = None
+    replaces: str | None = None
 
 
 @dataclass
@@ -86,10 +89,12 @@ class LayerPlan:
     """What layering a request on a base commit installs and removes.
 
     `install` is sorted by name, `remove` (base packages taken out by
-    override remove) too; `inactive` are requests already satisfied by the base
-    (with --allow-inactive); `download_size` counts the bytes of `install` that
-    are neither local nor in the download cache. `statedir` is the APT state the
-    plan was resolved with: fetch_packages() downloads with its configuration.
+    override remove) too; `install` holds the replacements of base packages too
+    (override replace: `replaces` set); `inactive` are requests already
+    satisfied by the base (with --allow-inactive); `download_size` counts the
+    bytes of `install` that are neither local nor in the download cache.
+    `statedir` is the APT state the plan was resolved with: fetch_packages()
+    downloads with its configuration.
     """
 
     install: list[PlannedPackage]
@@ -171,6 +176,7 @@ def resolve_layer(
     install: Sequence[str],
     remove: Sequence[str] = (),
     local_debs: Sequence[Path] = (),
+    replace_local: Sequence[Path] = (),
     allow_inactive: bool = False,
     recommends: bool = False,
     refresh: bool = True,
@@ -188,6 +194,11 @@ def resolve_layer(
     naming both versions. A requested package already in the base is an error,
     or an inactive request with `allow_inactive`.
 
+    `replace_local` are .deb files that replace the base package of the same
+    name by their version (override replace); a package that is not in the
+    base is an error, and so is one of the base's own version (unless
+    `allow_inactive`: then the replacement is inactive and left out).
+
     With `refresh`, the index files are brought up to date first (as
     resolve_tree does); without, cached ones are used and only missing ones
     fetched. With `cachedir`, `download_size` leaves out what is cached there.
@@ -197,7 +208,8 @@ def resolve_layer(
     if not status.is_file():
         raise ResolveError(f"the base commit has no dpkg status file at {status}")
     debs = [Path(deb).absolute() for deb in local_debs]
-    for deb in debs:
+    replacements = [Path(deb).absolute() for deb in replace_local]
+    for deb in [*debs, *replacements]:
         if not deb.is_file():
             raise ResolveError(f"{deb}: no such file")
     request = {
@@ -209,6 +221,7 @@ def resolve_layer(
         "install": list(install),
         "remove": list(remove),
         "local_debs": [str(deb) for deb in debs],
+        "replace_local": [str(deb) for deb in replacements],
         "allow_inactive": allow_inactive,
         "recommends": recommends,
         "refresh": refresh,
@@ -1050,6 +1063,8 @@ class _Layer:
     removed: dict[int, apt_pkg.Package]
     requested: dict[int, apt_pkg.Package]
     chosen: dict[int, apt_pkg.Version]
+    # Base packages that a local .deb replaces (override replace); also in `requested`.
+    replaced: dict[int, apt_pkg.Package] = dataclasses.field(default_factory=dict)
 
     def candidate(self, pkg: apt_pkg.Package) -> apt_pkg.Version | None:
         """The version the layer would install of `pkg`: a local .deb's, else apt's choice."""
@@ -1059,13 +1074,22 @@ class _Layer:
         policy = self.depcache.policy
         return cand if cand is not None else policy.get_candidate_ver(pkg)  # type: ignore[attr-defined]  # not in the stubs
 
+    def changes(self, pkg: apt_pkg.Package) -> bool:
+        """Whether `pkg` is marked to be installed, upgraded or downgraded."""
+        depcache = self.depcache
+        return bool(
+            depcache.marked_install(pkg)
+            or depcache.marked_upgrade(pkg)
+            or depcache.marked_downgrade(pkg)
+        )
+
     def in_base(self, pkg: apt_pkg.Package) -> bool:
         """Whether `pkg` is in the base commit and stays (not removed by override remove)."""
         return pkg.id in self.base and pkg.id not in self.removed
 
     def after(self, pkg: apt_pkg.Package) -> apt_pkg.Version | None:
         """The version of `pkg` in the layered tree, None when it is not there."""
-        if self.depcache.marked_install(pkg):
+        if self.changes(pkg):
             return self.candidate(pkg)
         if self.depcache.marked_delete(pkg) or not self.in_base(pkg):
             return None
@@ -1104,7 +1128,7 @@ class _Layer:
 
     def describe(self, pkg: apt_pkg.Package) -> str:
         """`"name" 1.0 in the base commit` for a base package, `"name" (why)` for an added one."""
-        if self.in_base(pkg) and not self.depcache.marked_install(pkg):
+        if self.in_base(pkg) and not self.changes(pkg):
             return f'"{pkg.name}" {pkg.current_ver.ver_str} in the base commit'
         return f'"{pkg.name}" ({self.why(pkg)})'
 
@@ -1244,6 +1268,33 @@ def _removal_dependency(layer: _Layer, pkg: apt_pkg.Package) -> tuple[str, str] 
     return None
 
 
+def _replacement_dependency(layer: _Layer, pkg: apt_pkg.Package) -> str | None:
+    """Why base package `pkg` breaks when a package it needs is replaced, or None."""
+    for kind, group in _groups(pkg.current_ver):
+        targets = [t for dep in group for t in dep.all_targets()]
+        if any(layer.present(t) for t in targets):
+            continue
+        for dep in group:
+            target = dep.target_pkg
+            if target.id in layer.replaced:
+                new = layer.candidate(target)
+                wanted = " | ".join(_describe_dep(d) for d in group)
+                return (
+                    f'package "{target.name}" {new.ver_str if new else "?"} (local) cannot '
+                    f'replace {target.current_ver.ver_str} in the base commit: "{pkg.name}" '
+                    f"{pkg.current_ver.ver_str} in the base commit depends on it "
+                    f"({_FIELD_NAMES.get(kind, kind)}: {wanted})"
+                )
+    for field, conflicting in _conflict_targets(pkg.current_ver):
+        if conflicting.parent_pkg.id in layer.replaced and layer.present(conflicting):
+            return (
+                f'package "{conflicting.parent_pkg.name}" {conflicting.ver_str} (local) cannot '
+                f'replace the base commit\'s version: "{pkg.name}" {pkg.current_ver.ver_str} '
+                f"in the base commit {_CONFLICTS[field]} it"
+            )
+    return None
+
+
 def _removal_message(removed: str, dependents: list[tuple[apt_pkg.Package, str]]) -> str:
     """Why `removed` cannot be removed: the base packages that depend on it."""
     if len(dependents) == 1:
@@ -1364,7 +1415,7 @@ def _layer_problems(layer: _Layer) -> list[str]:
     depcache = layer.depcache
     problems = []
     for pkg in layer.requested.values():
-        if not depcache.marked_install(pkg) or depcache.is_inst_broken(pkg):
+        if not layer.changes(pkg) or depcache.is_inst_broken(pkg):
             problems.append(_explain_added(layer, pkg))
     for pkg in layer.added():
         if depcache.is_inst_broken(pkg):
@@ -1374,13 +1425,16 @@ def _layer_problems(layer: _Layer) -> list[str]:
     # A removal can break hundreds of base packages: one sentence per removal.
     dependents: dict[str, list[tuple[apt_pkg.Package, str]]] = {}
     for pkg in sorted(layer.base.values(), key=lambda pkg: pkg.name):
-        if pkg.id in layer.removed:
+        if pkg.id in layer.removed or pkg.id in layer.replaced:
             continue
-        if depcache.marked_delete(pkg) or depcache.marked_install(pkg):
+        if depcache.marked_delete(pkg) or layer.changes(pkg):
             problems.append(_explain_base_change(layer, pkg))
         elif depcache.is_inst_broken(pkg) and not depcache.is_now_broken(pkg):
             if needed := _removal_dependency(layer, pkg):
                 dependents.setdefault(needed[0], []).append((pkg, needed[1]))
+                continue
+            if reason := _replacement_dependency(layer, pkg):
+                problems.append(reason)
                 continue
             if explained:
                 continue
@@ -1399,7 +1453,9 @@ def _layer_needed(layer: _Layer, *, recommends: bool) -> list[apt_pkg.Package]:
     stack = list(layer.requested.values())
     while stack:
         pkg = stack.pop()
-        if pkg.id in keep or pkg.id in layer.base or not layer.depcache.marked_install(pkg):
+        if pkg.id in keep or not layer.changes(pkg):
+            continue
+        if pkg.id in layer.base and pkg.id not in layer.replaced:
             continue
         keep[pkg.id] = pkg
         ver = layer.candidate(pkg)
@@ -1413,6 +1469,26 @@ def _layer_needed(layer: _Layer, *, recommends: bool) -> list[apt_pkg.Package]:
                 if target is not None:
                     stack.append(target.parent_pkg)
     return sorted(keep.values(), key=lambda pkg: (pkg.name, pkg.architecture))
+
+
+def _replacement_is_active(
+    pkg: apt_pkg.Package, deb: _LocalDeb, removed: dict[int, apt_pkg.Package], inactive_ok: bool
+) -> bool:
+    """Whether local `deb` replaces base package `pkg` (override replace); errors if it cannot."""
+    if pkg.current_ver is None:
+        raise ResolveError(
+            f'package "{deb.name}" is not in the base commit: override replace only replaces '
+            "base packages; use install to layer it"
+        )
+    if pkg.id in removed:
+        raise ResolveError(f'package "{deb.name}" is both removed from the base and replaced')
+    if pkg.current_ver.ver_str == deb.version:
+        if inactive_ok:
+            return False
+        raise ResolveError(
+            f'package "{deb.name}" {deb.version} is already the version in the base commit'
+        )
+    return True
 
 
 def resolve_layer_marked(request: dict[str, Any], local: _LocalRepo | None) -> dict[str, Any]:
@@ -1450,9 +1526,17 @@ def resolve_layer_marked(request: dict[str, Any], local: _LocalRepo | None) -> d
             continue
         pkg = _lookup(cache, name, arch)
         requested[pkg.id] = pkg
+    replacing = set(request.get("replace_local", []))
+    replaced: dict[int, apt_pkg.Package] = {}
     for deb in local.debs if local else []:
         assert local is not None
         pkg, local_ver = _local_version(cache, deb, arch, local)
+        if deb.path in replacing:
+            if _replacement_is_active(pkg, deb, removed, request["allow_inactive"]):
+                requested[pkg.id] = pkg
+                chosen[pkg.id] = local_ver
+                replaced[pkg.id] = pkg
+            continue
         if pkg.current_ver is not None:
             already_in_base(deb.name, pkg, deb.version)
             continue
@@ -1469,7 +1553,7 @@ def resolve_layer_marked(request: dict[str, Any], local: _LocalRepo | None) -> d
             f"packages {names} are already in the base commit; "
             "use --allow-inactive to request them anyway"
         )
-    layer = _Layer(cache, depcache, base, removed, requested, chosen)
+    layer = _Layer(cache, depcache, base, removed, requested, chosen, replaced)
     _mark_layer(layer)
     if problems := _layer_problems(layer):
         raise ResolveError("; ".join(problems))
@@ -1488,6 +1572,7 @@ def resolve_layer_marked(request: dict[str, Any], local: _LocalRepo | None) -> d
             "arch": ver.arch,
             "filename": cache_name(pkg.name, ver.ver_str, ver.arch),
             "requested": pkg.id in requested,
+            "replaces": pkg.current_ver.ver_str if pkg.id in replaced else None,
         }
         if pkg.id in chosen:
             deb = by_name[pkg.name]
@@ -1572,7 +1657,8 @@ def _run_op(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
         fetch_indexes(request["stanzas"], out)
         return {"packages": resolve_marked(request)}
     if op == "layer":
-        local = _local_repo(statedir, request["local_debs"], request["arch"])
+        local_debs = [*request["local_debs"], *request.get("replace_local", [])]
+        local = _local_repo(statedir, local_debs, request["arch"])
         update_lists(request["stanzas"], out, refresh=request["refresh"], local=local)
         return {"plan": resolve_layer_marked(request, local)}
     if op == "search":

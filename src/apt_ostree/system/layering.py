@@ -28,7 +28,13 @@ from typing import Any
 
 from apt_ostree.debian.dpkg import DpkgRoot, check_deb, install_debs
 from apt_ostree.debian.dpkgdb import installed_packages
-from apt_ostree.debian.resolve import LayerPlan, PackageInfo, fetch_packages, resolve_layer
+from apt_ostree.debian.resolve import (
+    LayerPlan,
+    PackageInfo,
+    PlannedPackage,
+    fetch_packages,
+    resolve_layer,
+)
 from apt_ostree.debian.sources import host_sources
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.layout import (
@@ -45,6 +51,7 @@ from apt_ostree.system.sysroot import Sysroot
 
 BASE_KEY = "apt-ostree.base-checksum"
 PACKAGES_KEY = "apt-ostree.packages"
+REPLACED_KEY = "apt-ostree.replaced-base-packages"
 USER_FILES = ("passwd", "group", "shadow", "gshadow")
 SYSUSERS_CONF = "usr/lib/sysusers.d/apt-ostree-layer.conf"
 
@@ -216,6 +223,9 @@ def _check_removals(removals: list[str], allowed: set[str]) -> None:
         raise LayeringError(f"the transaction deleted files of the base commit: {shown}{more}")
 
 
+_USR_ALIASES = ("/etc/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/")
+
+
 def _base_files_of(lower: Path, packages: list[str]) -> set[str]:
     """Every path that dpkg lists for `packages` in the base (they may be removed)."""
     paths: set[str] = set()
@@ -224,8 +234,9 @@ def _base_files_of(lower: Path, packages: list[str]) -> set[str]:
             paths.update(line.strip() for line in lst.read_text().splitlines() if line.strip())
         for lst in (lower / DPKG_DB / "info").glob(f"{name}:*.list"):
             paths.update(line.strip() for line in lst.read_text().splitlines() if line.strip())
-    # /etc/... files are /usr/etc/... in the commit.
-    return paths | {"/usr" + p for p in paths if p.startswith("/etc/")}
+    # /etc/... files are /usr/etc/... in the commit, and merged-/usr makes
+    # /bin/x (as bookworm's packages still list many files) /usr/bin/x.
+    return paths | {"/usr" + p for p in paths if p.startswith(_USR_ALIASES)}
 
 
 def _needs_initramfs(upper: Path) -> bool:
@@ -243,6 +254,7 @@ def build_layer(
     *,
     merge_etc: Path,
     local_debs: list[Path],
+    replace_debs: list[Path] | None = None,
     allow_inactive: bool = False,
     dry_run: bool = False,
     download_only: bool = False,
@@ -250,6 +262,9 @@ def build_layer(
     reporter: Reporter | None = None,
 ) -> LayerResult:
     """Resolve, fetch and install the origin's request on `base`; commit the layer.
+
+    `local_debs` are the origin's local packages (`requested-local`),
+    `replace_debs` its replacements of base packages (`replace-local`).
 
     The caller holds the sysroot lock and deploys the returned commit.
     """
@@ -261,18 +276,23 @@ def build_layer(
         plan = resolve_layer(
             stanzas,
             status_file=lower / DPKG_DB / "status",
-            arch=_dpkg_arch(lower),
+            arch=dpkg_arch(lower),
             statedir=cache / "apt",
             install=origin.requested_packages,
             remove=origin.removed_base,
             local_debs=local_debs,
+            replace_local=replace_debs or [],
             allow_inactive=allow_inactive,
             # -C: neither package lists nor packages are downloaded (as rpm-ostree's -C).
             refresh=not cache_only,
             cachedir=cache / "debs",
             reporter=reporter,
         )
-        reporter.task_end(f"{len(plan.install)} to install, {len(plan.remove)} to remove")
+        replacing = sum(1 for p in plan.install if p.replaces is not None)
+        reporter.task_end(
+            f"{len(plan.install) - replacing} to install, {len(plan.remove)} to remove"
+            + (f", {replacing} to replace" if replacing else "")
+        )
         result = LayerResult(plan)
         if dry_run:
             return result
@@ -296,7 +316,7 @@ def build_layer(
     return result
 
 
-def _dpkg_arch(tree: Path) -> str:
+def dpkg_arch(tree: Path) -> str:
     arch_file = tree / DPKG_DB / "arch-native"
     if arch_file.exists():
         return arch_file.read_text().strip()
@@ -368,16 +388,19 @@ def _install_layer(
                 result.regenerated_initramfs = True
         result.packages = installed_packages(merged)
     removals = _collect_upper(work / "upper", lower)
-    _check_removals(removals, _base_files_of(lower, removed))
+    replaced = [p for p in plan.install if p.replaces is not None]
+    # A new version of a replaced package may drop some of its files.
+    _check_removals(removals, _base_files_of(lower, removed + [p.name for p in replaced]))
     base_names = {p.name for p in installed_packages(lower)}
-    layered = sorted(p.name for p in plan.install if p.requested)
+    layered = sorted(p.name for p in plan.install if p.requested and p.replaces is None)
     metadata: dict[str, Any] = {
         BASE_KEY: base,
         "apt-ostree.clientlayer": True,
         PACKAGES_KEY: _packages_variant(result.packages),
         "apt-ostree.layered-packages": layered,
         "apt-ostree.removed-base-packages": sorted(n for n in removed if n in base_names),
-        "apt-ostree.replaced-base-packages": [],
+        # (name, version in the base, version that replaces it)
+        REPLACED_KEY: _replacements_variant(replaced),
     }
     base_info = ostree_repo.read_commit(sysroot.repo, base)
     for key in ("version", "ostree.bootable", "ostree.linux"):
@@ -389,6 +412,12 @@ def _install_layer(
         subject=f"apt-ostree layer on {base[:12]}: {' '.join(layered)}", metadata=metadata,
     )  # fmt: skip
     reporter.task_end(result.checksum)
+
+
+def _replacements_variant(replaced: list[PlannedPackage]) -> Any:
+    from apt_ostree.ostree import GLib
+
+    return GLib.Variant("a(sss)", [(p.name, p.replaces or "", p.version) for p in replaced])
 
 
 def _packages_variant(packages: list[PackageInfo]) -> Any:

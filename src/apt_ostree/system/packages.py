@@ -29,6 +29,8 @@ class PackageChange:
     uninstall: list[str] = field(default_factory=list)
     uninstall_all: bool = False
     remove_base: list[str] = field(default_factory=list)
+    replace_local: list[Path] = field(default_factory=list)
+    # Names whose override (remove or replace) is reset.
     reset_removals: list[str] = field(default_factory=list)
     reset_all_overrides: bool = False
     reset_layering: bool = False
@@ -81,8 +83,18 @@ def _store_local(sysroot: Sysroot, path: Path) -> str:
 
 
 def local_paths(sysroot: Sysroot, origin: Origin) -> list[Path]:
+    """The stored .debs of the origin's local packages (`requested-local`)."""
+    return _stored_paths(sysroot, origin.requested_local)
+
+
+def replacement_paths(sysroot: Sysroot, origin: Origin) -> list[Path]:
+    """The stored .debs that replace base packages (`[overrides] replace-local`)."""
+    return _stored_paths(sysroot, origin.replaced_local)
+
+
+def _stored_paths(sysroot: Sysroot, entries: list[str]) -> list[Path]:
     paths = []
-    for entry in origin.requested_local:
+    for entry in entries:
         digest = entry.split(":", 1)[0]
         path = local_store(sysroot) / f"{digest}.deb"
         if not path.exists():
@@ -100,6 +112,7 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
     requested = list(origin.requested_packages)
     local = list(origin.requested_local)
     removed = list(origin.removed_base)
+    replaced = list(origin.replaced_local)
     if change.reset_layering:
         requested, local = [], []
     if change.uninstall_all:
@@ -122,19 +135,31 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
         if entry not in local:
             local.append(entry)
     if change.reset_all_overrides:
-        removed = []
+        removed, replaced = [], []
     for name in change.reset_removals:
-        if name not in removed:
+        if name in removed:
+            removed.remove(name)
+        elif any(_local_name(e) == name for e in replaced):
+            replaced = [e for e in replaced if _local_name(e) != name]
+        else:
             raise PackageRequestError(f'no override for package "{name}"')
-        removed.remove(name)
     for name in change.remove_base:
         if name in removed:
             if not change.idempotent:
                 raise PackageRequestError(f'package "{name}" is already removed')
             continue
         removed.append(name)
+    for path in change.replace_local:
+        entry = _store_local(sysroot, path)
+        # A new replacement of a package takes the place of the previous one.
+        replaced = [e for e in replaced if _local_name(e) != _local_name(entry)]
+        replaced.append(entry)
     return dataclasses.replace(
-        origin, requested_packages=requested, requested_local=local, removed_base=removed
+        origin,
+        requested_packages=requested,
+        requested_local=local,
+        removed_base=removed,
+        replaced_local=replaced,
     )
 
 
@@ -164,6 +189,7 @@ def change_packages(
             sysroot, osname, base, new_origin,
             merge_etc=current.path / "etc",
             local_debs=local_paths(sysroot, new_origin),
+            replace_debs=replacement_paths(sysroot, new_origin),
             allow_inactive=change.allow_inactive,
             dry_run=dry_run, download_only=download_only, cache_only=cache_only,
             reporter=reporter,

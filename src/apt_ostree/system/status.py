@@ -53,7 +53,10 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         "requested-base-local-replacements": origin.replaced_local if origin else [],
         "packages": list(meta.get("apt-ostree.layered-packages", [])),
         "base-removals": list(meta.get("apt-ostree.removed-base-packages", [])),
-        "base-local-replacements": list(meta.get("apt-ostree.replaced-base-packages", [])),
+        # [name, version in the base, version that replaces it]
+        "base-local-replacements": [
+            list(entry) for entry in meta.get("apt-ostree.replaced-base-packages", [])
+        ],
         "regenerate-initramfs": False,
         "initramfs-args": [],
         "gpg-enabled": _gpg_enabled(sysroot, origin),

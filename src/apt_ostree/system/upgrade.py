@@ -6,6 +6,10 @@ remote, and deploys the new commit with `system.sysroot.deploy`: staged on a
 booted system, written at once offline, the previous default kept as rollback.
 The callers hold the sysroot lock; a failed pull or deploy leaves the
 deployments as they were.
+
+A package change (`--install=`/`--uninstall=`) is applied to the origin first
+and the layer is built on the new base in the same transaction; when the base
+does not change, the change alone makes the new deployment (as `install`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib
@@ -24,6 +29,9 @@ from apt_ostree.system.db import PackageDiff, diff_commit_infos
 from apt_ostree.system.origin import Origin, parse_refspec
 from apt_ostree.system.pull import DowngradeError, PullError, PullResult, pull, remote_url
 from apt_ostree.system.sysroot import Sysroot, deploy
+
+if TYPE_CHECKING:
+    from apt_ostree.system.packages import PackageChange
 
 PACKAGES_KEY = "apt-ostree.packages"
 BASE_KEY = "apt-ostree.base-checksum"
@@ -58,6 +66,22 @@ def current_state(sysroot: Sysroot, osname: str) -> Current:
                 commit = ostree_repo.read_commit(sysroot.repo, base)
             return Current(d, origin, commit)
     raise AptOstreeError(f'the sysroot at {sysroot.path} has no deployment of "{osname}"')
+
+
+def _changed_request(sysroot: Sysroot, origin: Origin, change: PackageChange | None) -> Origin:
+    """`origin` with the package change applied (or unchanged without one)."""
+    if change is None:
+        return origin
+    from apt_ostree.system.packages import apply_change
+
+    return apply_change(sysroot, origin, change)
+
+
+def _same_request(a: Origin, b: Origin) -> bool:
+    """Whether two origins ask for the same packages and overrides."""
+    return dataclasses.replace(a, override_commit=None) == dataclasses.replace(
+        b, override_commit=None
+    )
 
 
 @dataclass
@@ -111,13 +135,14 @@ def _deploy(
     if origin.layered:
         # Layered packages and overrides are applied again on the new base.
         from apt_ostree.system.layering import build_layer
-        from apt_ostree.system.packages import local_paths
+        from apt_ostree.system.packages import local_paths, replacement_paths
 
         assert current.deployment.path is not None
         layer = build_layer(
             sysroot, osname, new.checksum, origin,
             merge_etc=current.deployment.path / "etc",
             local_debs=local_paths(sysroot, origin),
+            replace_debs=replacement_paths(sysroot, origin),
             allow_inactive=True,
             reporter=reporter,
         )  # fmt: skip
@@ -180,16 +205,29 @@ def check_update(
     return Outcome(True, osname, current.origin.refspec, current.base, new, diff, pulled)
 
 
-def upgrade(sysroot: Sysroot, osname: str, *, allow_downgrade: bool, reporter: Reporter) -> Outcome:
-    """Pull the origin's ref and deploy its tip; clears a `deploy REVISION` override."""
+def upgrade(
+    sysroot: Sysroot,
+    osname: str,
+    *,
+    allow_downgrade: bool,
+    reporter: Reporter,
+    change: PackageChange | None = None,
+) -> Outcome:
+    """Pull the origin's ref and deploy its tip; clears a `deploy REVISION` override.
+    `change` (--install/--uninstall) is applied in the same transaction."""
     current = current_state(sysroot, osname)
+    requested = _changed_request(sysroot, current.origin, change)
     timestamp_from = None if allow_downgrade else current.base.checksum
     new, pulled = _pull_tip(sysroot, current.origin, reporter, timestamp_from=timestamp_from)
     if new.checksum == current.base.checksum:
-        return _unchanged(osname, current, pulled)
+        if _same_request(requested, current.origin):
+            return _unchanged(osname, current, pulled)
+        # No new base: the package change alone, on the deployed base.
+        origin = dataclasses.replace(requested, override_commit=current.origin.override_commit)
+        return _deploy(sysroot, osname, current, current.base, origin, pulled, reporter)
     if not allow_downgrade:
         _check_not_older(current.base, new)
-    origin = dataclasses.replace(current.origin, override_commit=None)
+    origin = dataclasses.replace(requested, override_commit=None)
     return _deploy(sysroot, osname, current, new, origin, pulled, reporter)
 
 
@@ -320,19 +358,22 @@ def deploy_revision(
     *,
     skip_branch_check: bool,
     reporter: Reporter,
+    change: PackageChange | None = None,
 ) -> Outcome:
     """Deploy a given commit of the origin's ref; the origin records it as
-    `override-commit` until the next `upgrade`."""
+    `override-commit` until the next `upgrade`. `change` (--install/--uninstall)
+    is applied in the same transaction."""
     current = current_state(sysroot, osname)
+    requested = _changed_request(sysroot, current.origin, change)
     refspec = current.origin.refspec
     checksum, history = resolve_revision(
         sysroot, refspec, revision, reporter=reporter, skip_branch_check=skip_branch_check
     )
     pulled = _add(history, _pull_commit(sysroot, current.origin.remote, checksum, reporter))
-    if checksum == current.base.checksum:
+    if checksum == current.base.checksum and _same_request(requested, current.origin):
         return _unchanged(osname, current, pulled)
     new = ostree_repo.read_commit(sysroot.repo, checksum)
-    origin = dataclasses.replace(current.origin, override_commit=checksum)
+    origin = dataclasses.replace(requested, override_commit=checksum)
     return _deploy(sysroot, osname, current, new, origin, pulled, reporter)
 
 
@@ -371,17 +412,20 @@ def rebase(
     *,
     skip_purge: bool,
     reporter: Reporter,
+    change: PackageChange | None = None,
 ) -> Outcome:
     """Switch the origin to `refspec` (from `rebase_target`) and deploy its tip
-    or `revision`. An older commit is allowed: a rebase is a deliberate move."""
+    or `revision`. An older commit is allowed: a rebase is a deliberate move.
+    `change` (--install/--uninstall) is applied in the same transaction."""
     current = current_state(sysroot, osname)
     old = current.origin
+    requested = _changed_request(sysroot, old, change)
     if refspec == old.refspec and revision is None:
         raise AptOstreeError(f"old and new refs are equal: {refspec}")
     remote = parse_refspec(refspec)[0]
     if remote is not None:
         remote_url(sysroot.repo, remote)  # a one-line error for an unknown remote
-    target = dataclasses.replace(old, refspec=refspec, override_commit=None)
+    target = dataclasses.replace(requested, refspec=refspec, override_commit=None)
     if revision is not None:
         checksum, history = resolve_revision(sysroot, refspec, revision, reporter=reporter)
         pulled = _add(history, _pull_commit(sysroot, remote, checksum, reporter))
