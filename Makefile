@@ -13,7 +13,9 @@ PYTEST_ARGS ?=
 APT_PACKAGES := \
 	python3 python3-venv python3-setuptools python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
 	python3-dasbus python3-pytest ostree mmdebstrap dracut-core bubblewrap \
-	gnupg dpkg-dev apt-utils e2fsprogs
+	gnupg dpkg-dev apt-utils e2fsprogs \
+	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
+	python3-pexpect
 # What `make deb` needs besides APT_PACKAGES.
 DEB_BUILD_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all
 PIP_PACKAGES := ruff==0.17.6 mypy==2.4.1 types-PyYAML

@@ -50,6 +50,7 @@ def register(sub: Any) -> None:
     commit.set_defaults(func=cmd_commit)
 
     register_sysroot(csub)
+    register_disk_image(csub)
 
 
 def _metadata_strings(pairs: list[str]) -> dict[str, str]:
@@ -172,4 +173,50 @@ def cmd_sysroot(args: argparse.Namespace) -> int:
         _reporter(args),
     )
     print(f"Deployed {checksum} in {args.path}")
+    return 0
+
+
+def register_disk_image(csub: Any) -> None:
+    p = csub.add_parser("disk-image", help="make a bootable GPT disk image of a commit")
+    p.add_argument("output", type=Path, metavar="OUT")
+    p.add_argument("--repo", type=Path, required=True)
+    p.add_argument("--ref", required=True)
+    p.add_argument("--size", default="4G", help="disk size, e.g. 4G (default 4G)")
+    p.add_argument("--format", choices=["raw", "qcow2"], default="raw")
+    p.add_argument("--firmware", choices=["bios", "uefi", "both"], default="bios")
+    p.add_argument("--karg", action="append", default=[],
+                   help="kernel argument, e.g. console=ttyS0 for VMs (repeatable)")  # fmt: skip
+    p.add_argument("--root-fs", choices=["ext4"], default="ext4")
+    p.add_argument("--os", dest="osname", default="debian", help="osname (default debian)")
+    p.add_argument("--remote", metavar="NAME=URL", help="origin remote for upgrades")
+    p.add_argument("--no-gpg-verify", action="store_true", help="do not verify the remote")
+    p.set_defaults(func=cmd_disk_image)
+
+
+def cmd_disk_image(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.diskimage import DiskImageRequest, build_disk_image, parse_size
+
+    remote = remote_url = None
+    if args.remote:
+        remote, sep, remote_url = args.remote.partition("=")
+        if not sep or not remote or not remote_url:
+            raise AptOstreeError(f"--remote {args.remote!r}: expected NAME=URL")
+    image = build_disk_image(
+        DiskImageRequest(
+            output=args.output,
+            repo=args.repo,
+            ref=args.ref,
+            size=parse_size(args.size),
+            format=args.format,
+            firmware=args.firmware,
+            kargs=args.karg,
+            root_fs=args.root_fs,
+            osname=args.osname,
+            remote=remote,
+            remote_url=remote_url,
+            gpg_verify=not args.no_gpg_verify,
+        ),
+        _reporter(args),
+    )
+    print(f"Wrote {image.path} ({args.format}, {args.firmware}) with {image.checksum}")
     return 0

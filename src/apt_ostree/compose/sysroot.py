@@ -5,11 +5,14 @@ Image builders and the tests use it; the boot/disk-image work builds on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree.boot import grubcfg
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import Gio, GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
@@ -108,9 +111,28 @@ def _fstab(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
+def _bootloader_env(bootloader: str) -> Iterator[None]:
+    """libostree's grub2 backend runs `OSTREE_GRUB2_EXEC`: point it at apt-ostree's generator."""
+    if bootloader != "grub2" or grubcfg.EXEC_ENV in os.environ:
+        yield
+        return
+    with grubcfg.generator_exec() as exe:
+        os.environ[grubcfg.EXEC_ENV] = os.fspath(exe)
+        try:
+            yield
+        finally:
+            del os.environ[grubcfg.EXEC_ENV]
+
+
 def make_sysroot(req: SysrootRequest, reporter: Reporter) -> str:
     """Initialize the sysroot and deploy `req.ref`; return the deployed checksum."""
     _check(req)
+    with _bootloader_env(req.bootloader):
+        return _make_sysroot(req, reporter)
+
+
+def _make_sysroot(req: SysrootRequest, reporter: Reporter) -> str:
     req.path.mkdir(parents=True, exist_ok=True)
     sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(os.fspath(req.path)))
     try:
@@ -119,6 +141,10 @@ def make_sysroot(req: SysrootRequest, reporter: Reporter) -> str:
         sysroot.init_osname(req.osname, None)
         _, repo = sysroot.get_repo(None)
         _set_bootloader(repo, req.bootloader)
+        # libostree reads sysroot.bootloader when it opens the repo, not on reload.
+        sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(os.fspath(req.path)))
+        sysroot.load(None)
+        _, repo = sysroot.get_repo(None)
         reporter.task_begin(f"Pulling {req.ref} from {req.repo}")
         checksum = pull_local(repo, req.repo, req.ref, req.revision)
         reporter.task_end(checksum)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from apt_ostree.boot import grubcfg
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
@@ -52,6 +53,7 @@ class Sysroot:
         self.path = path
         self.ostree = ostree_sysroot.load(path)
         self._locked = False
+        grubcfg.export_generator(self.repo)
 
     # -- reading -----------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Boot integration: the GRUB configuration written from ostree's BLS entries."""
