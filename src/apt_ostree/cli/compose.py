@@ -149,14 +149,20 @@ def register_sysroot(csub: Any) -> None:
     p.set_defaults(func=cmd_sysroot)
 
 
+def _remote_arg(value: str | None) -> tuple[str | None, str | None]:
+    """`--remote NAME=URL` -> (NAME, URL), or (None, None) when not given."""
+    if not value:
+        return None, None
+    remote, sep, url = value.partition("=")
+    if not sep or not remote or not url:
+        raise AptOstreeError(f"--remote {value!r}: expected NAME=URL")
+    return remote, url
+
+
 def cmd_sysroot(args: argparse.Namespace) -> int:
     from apt_ostree.compose.sysroot import SysrootRequest, make_sysroot
 
-    remote = remote_url = None
-    if args.remote:
-        remote, sep, remote_url = args.remote.partition("=")
-        if not sep or not remote or not remote_url:
-            raise AptOstreeError(f"--remote {args.remote!r}: expected NAME=URL")
+    remote, remote_url = _remote_arg(args.remote)
     checksum = make_sysroot(
         SysrootRequest(
             path=args.path,
@@ -196,11 +202,7 @@ def register_disk_image(csub: Any) -> None:
 def cmd_disk_image(args: argparse.Namespace) -> int:
     from apt_ostree.compose.diskimage import DiskImageRequest, build_disk_image, parse_size
 
-    remote = remote_url = None
-    if args.remote:
-        remote, sep, remote_url = args.remote.partition("=")
-        if not sep or not remote or not remote_url:
-            raise AptOstreeError(f"--remote {args.remote!r}: expected NAME=URL")
+    remote, remote_url = _remote_arg(args.remote)
     image = build_disk_image(
         DiskImageRequest(
             output=args.output,
