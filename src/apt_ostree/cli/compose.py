@@ -192,7 +192,9 @@ def register_disk_image(csub: Any) -> None:
     p.add_argument("--firmware", choices=["bios", "uefi", "both"], default="bios")
     p.add_argument("--karg", action="append", default=[],
                    help="kernel argument, e.g. console=ttyS0 for VMs (repeatable)")  # fmt: skip
-    p.add_argument("--root-fs", choices=["ext4"], default="ext4")
+    # Checked by compose.diskimage (ROOT_FILESYSTEMS): one error line, no gi import here.
+    p.add_argument("--root-fs", default="ext4", metavar="FS",
+                   help="filesystem of the root partition: ext4 (default) or xfs")  # fmt: skip
     p.add_argument("--os", dest="osname", default="debian", help="osname (default debian)")
     p.add_argument("--remote", metavar="NAME=URL", help="origin remote for upgrades")
     p.add_argument("--no-gpg-verify", action="store_true", help="do not verify the remote")

@@ -2,7 +2,7 @@
 
 Layout: a BIOS boot partition for GRUB's core.img (bios, both), an ESP with
 GRUB as the removable-media loader EFI/BOOT/BOOTX64.EFI (uefi, both), an ext4
-/boot and an ext4 root holding the OSTree sysroot. The sysroot uses libostree's
+/boot and an ext4 or xfs root holding the OSTree sysroot. The sysroot uses libostree's
 grub2 backend with apt-ostree's generator (apt_ostree.boot.grubcfg), so that
 every deployment change rewrites /boot/loader.N/grub.cfg before the atomic
 /boot/loader swap; /boot/grub/grub.cfg links to it. See docs/boot.md.
@@ -33,7 +33,6 @@ from apt_ostree.run import run
 
 FORMATS = ("raw", "qcow2")
 FIRMWARES = ("bios", "uefi", "both")
-ROOT_FILESYSTEMS = ("ext4",)
 MIB = 1024 * 1024
 SECTOR = 512
 BOOT_SIZE_MIB = 1024
@@ -41,6 +40,24 @@ ESP_SIZE_MIB = 64
 BIOS_BOOT_SIZE_MIB = 1
 # The smallest disk that holds the partitions above and a minimal Debian tree.
 MIN_SIZE = 2 * 1024 * MIB
+
+
+@dataclass(frozen=True)
+class _Mkfs:
+    """How to make one filesystem with a chosen label and UUID ({label}, {uuid} in argv)."""
+
+    argv: tuple[str, ...]
+    package: str
+
+
+# The UUID is chosen before mkfs so that root=UUID= and the embedded GRUB config
+# can name the filesystems; /boot stays ext4 because GRUB reads it (module ext2).
+MKFS = {
+    "ext4": _Mkfs(("mkfs.ext4", "-q", "-F", "-L", "{label}", "-U", "{uuid}"), "e2fsprogs"),
+    "xfs": _Mkfs(("mkfs.xfs", "-q", "-f", "-L", "{label}", "-m", "uuid={uuid}"), "xfsprogs"),
+}
+ROOT_FILESYSTEMS = tuple(MKFS)
+BOOT_FILESYSTEM = "ext4"
 
 GPT_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 GPT_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -109,7 +126,9 @@ def _check(req: DiskImageRequest) -> None:
     if req.firmware not in FIRMWARES:
         raise AptOstreeError(f'--firmware "{req.firmware}": expected one of {", ".join(FIRMWARES)}')
     if req.root_fs not in ROOT_FILESYSTEMS:
-        raise AptOstreeError(f'--root-fs "{req.root_fs}": only ext4 is supported')
+        raise AptOstreeError(
+            f'--root-fs "{req.root_fs}": expected one of {", ".join(ROOT_FILESYSTEMS)}'
+        )
     if req.size < MIN_SIZE:
         raise AptOstreeError(f"--size {req.size // MIB}M is too small; use at least 2G")
     if req.output.exists():
@@ -122,6 +141,10 @@ def _check(req: DiskImageRequest) -> None:
             raise AptOstreeError(f"GRUB for {platform} is not installed; install {package}")
     if req.firmware != "bios" and shutil.which("mcopy") is None:
         raise AptOstreeError(f"--firmware {req.firmware} needs mtools for the ESP; install mtools")
+    for what, fs in ((f"--root-fs {req.root_fs}", req.root_fs), ("/boot", BOOT_FILESYSTEM)):
+        mkfs = MKFS[fs]
+        if shutil.which(mkfs.argv[0]) is None:
+            raise AptOstreeError(f"{what} needs {mkfs.argv[0]}; install {mkfs.package}")
     if req.format == "qcow2" and shutil.which("qemu-img") is None:
         raise AptOstreeError("--format qcow2 needs qemu-img; install qemu-utils")
 
@@ -154,6 +177,11 @@ def _partition(disk: Path, parts: list[_Partition]) -> None:
     for number, (p, entry) in enumerate(zip(parts, entries, strict=True), 1):
         p.start = int(entry["start"]) * SECTOR
         p.number = number
+
+
+def _mkfs(fs: str, device: Path, label: str, fs_uuid: str) -> None:
+    argv = [arg.format(label=label, uuid=fs_uuid) for arg in MKFS[fs].argv]
+    run([*argv, device], what=f"{argv[0]} ({label})")
 
 
 @contextlib.contextmanager
@@ -259,10 +287,8 @@ def build_disk_image(req: DiskImageRequest, reporter: Reporter) -> DiskImage:
         with _loop_device(raw) as dev:
             nodes = {name: _partition_node(dev, p.number) for name, p in parts.items()}
             reporter.task_begin("Making filesystems")
-            run(["mkfs.ext4", "-q", "-F", "-L", "boot", "-U", boot_uuid, nodes["boot"]],
-                what="mkfs.ext4 (boot)")  # fmt: skip
-            run(["mkfs.ext4", "-q", "-F", "-L", "root", "-U", root_uuid, nodes["root"]],
-                what="mkfs.ext4 (root)")  # fmt: skip
+            _mkfs(BOOT_FILESYSTEM, nodes["boot"], "boot", boot_uuid)
+            _mkfs(req.root_fs, nodes["root"], "root", root_uuid)
             if "esp" in nodes:
                 run(["mkfs.vfat", "-F", "32", "-n", "ESP", nodes["esp"]], what="mkfs.vfat")
             reporter.task_end()
