@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 APT_PACKAGES := \
 	python3 python3-venv python3-setuptools python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
 	python3-dasbus python3-pytest ostree mmdebstrap dracut-core bubblewrap \
-	gnupg dpkg-dev apt-utils e2fsprogs \
+	gnupg dpkg-dev apt-utils e2fsprogs xfsprogs \
 	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
 	python3-pexpect
 # What `make deb` needs besides APT_PACKAGES.
@@ -37,7 +37,7 @@ $(VENV)/.stamp: Makefile pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-compose: deps
+compose: deps deb
 	mkdir -p build
 	$(BIN)/apt-ostree compose tree $(TREEFILE) --repo $(REPO) --cachedir $(CACHEDIR) \
 		--write-commitid-to build/commitid
@@ -59,6 +59,7 @@ deb: deps
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	rm -rf $(DEB_SRC) && mkdir -p $(DEB_SRC)
+	rm -f build/deb/apt-ostree_*
 	tar -c --exclude-vcs --exclude=./build --exclude=./$(VENV) --exclude=__pycache__ \
 		--exclude='*.egg-info' --exclude=./.pybuild . | tar -x -C $(DEB_SRC)
 	cd $(DEB_SRC) && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$$HOME" \

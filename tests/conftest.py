@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.fixtures.httprepo",
     "tests.fixtures.debianbase",
     "tests.fixtures.layerpkgs",
+    "tests.fixtures.selfdeb",
 ]

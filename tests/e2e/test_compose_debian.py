@@ -40,7 +40,8 @@ class Composed:
 
 
 @pytest.fixture(scope="module")
-def minimal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Composed]:
+def minimal(tmp_path_factory: pytest.TempPathFactory, apt_ostree_deb: Path) -> Iterator[Composed]:
+    # The example composes apt-ostree's own .deb in (apt_ostree_deb builds it).
     repo = tmp_path_factory.mktemp("minimal") / "repo"
     proc = apt_ostree("compose", "tree", MINIMAL, "--repo", repo, "--cachedir", CACHEDIR)
     assert proc.returncode == 0, proc.stderr
@@ -70,6 +71,15 @@ def test_minimal_initramfs_contains_ostree_prepare_root(minimal: Composed, tmp_p
         )  # fmt: skip
     listing = subprocess.run(["lsinitrd", str(img)], capture_output=True, text=True).stdout
     assert "usr/lib/ostree/ostree-prepare-root" in listing
+
+
+def test_minimal_commit_has_apt_ostree_itself(minimal: Composed) -> None:
+    packages = ostree(minimal.repo, "show", "--print-metadata-key=apt-ostree.packages",
+                      minimal.checksum)  # fmt: skip
+    assert "('apt-ostree', " in packages
+    listing = ls(minimal, "/usr/bin/apt-ostree", "/usr/lib/apt-ostree/grub2-generate",
+                 "/usr/lib/tmpfiles.d/apt-ostree.conf")  # fmt: skip
+    assert len(listing.splitlines()) == 3
 
 
 def test_minimal_commit_layout(minimal: Composed) -> None:
