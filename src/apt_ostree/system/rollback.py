@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
+from apt_ostree.ostree.bootfs import require_loader_space
 from apt_ostree.ostree.sysroot import DeploymentInfo, stdout_to_stderr
 from apt_ostree.system.sysroot import Sysroot
 
@@ -82,6 +83,7 @@ def write_order(sysroot: Sysroot, deployments: list[OSTree.Deployment]) -> None:
     """Write exactly `deployments` (first = default) without the post-write cleanup:
     nothing was removed, so there is nothing to prune, and pruning walks every
     object of every deployment (the slow part of `write_deployments`)."""
+    require_loader_space(sysroot.path)
     opts = OSTree.SysrootWriteDeploymentsOpts()
     opts.do_postclean = False
     try:

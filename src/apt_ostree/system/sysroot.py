@@ -17,8 +17,10 @@ from apt_ostree.boot import grubcfg
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
+from apt_ostree.ostree.bootfs import require_boot_space
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.run import run
+from apt_ostree.system import finalize
 from apt_ostree.system.origin import Origin
 
 BOOTED_FLAG = Path("/run/ostree-booted")
@@ -153,7 +155,8 @@ def deploy(
     """Make a new deployment of `checksum` the default at next boot.
 
     Booted: staged, finalized by ostree at shutdown. Offline: written now;
-    the previous default stays as the rollback deployment.
+    the previous default stays as the rollback deployment. Fails before any
+    change when /boot has no room for the new deployment's boot files.
     """
     assert sysroot._locked, "deploy() needs the sysroot lock"
     merge = merge if merge is not None else sysroot.merge_deployment(osname)
@@ -161,6 +164,8 @@ def deploy(
         bootconfig = merge.get_bootconfig()
         options = bootconfig.get("options") if bootconfig is not None else None
         kargs = options.split() if options else []
+    # A full /boot would fail halfway through libostree's write: refuse first.
+    require_boot_space(sysroot.ostree, sysroot.path, osname, checksum, booted=sysroot.booted)
     keyfile = ostree_sysroot.origin_keyfile(origin.to_dict())
     try:
         if sysroot.booted:
@@ -170,6 +175,8 @@ def deploy(
             ostree_sysroot.write_deployment(sysroot.ostree, osname, new, merge)
     except GLib.Error as e:
         raise AptOstreeError(f"cannot deploy {checksum[:12]}: {e.message}") from e
+    # A failed finalization of an earlier boot has been superseded (docs/status.md).
+    finalize.clear_failure(sysroot.path, osname)
     sysroot.reload()
 
 
