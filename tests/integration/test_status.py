@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from tests.fixtures.sysroot import REF, SysrootFixture, apt_ostree
@@ -48,4 +49,79 @@ def test_status_on_a_machine_not_booted_from_ostree_is_an_error() -> None:
     assert proc.stderr.strip() == (
         "error: this system is not booted from an OSTree deployment;"
         " use --sysroot PATH to work on an offline sysroot"
+    )
+
+
+FINALIZE_SCRIPT = Path(__file__).resolve().parents[2] / "data/lib/finalize-staged-result"
+
+
+def _write_failure_record(sysroot: SysrootFixture, boot_id: str = "0" * 32) -> Path:
+    record = sysroot.path / "ostree/deploy/debian/var/lib/apt-ostree/finalize-failure"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(
+        f"boot-id={boot_id}\ntime=2026-11-25T10:00:00Z\nresult=exit-code\n"
+        "message=error: Installing kernel: No space left on device\n"
+    )
+    return record
+
+
+def test_status_reports_a_failed_finalization_of_the_previous_boot(
+    sysroot: SysrootFixture,
+) -> None:
+    _write_failure_record(sysroot)
+    proc = apt_ostree(sysroot.path, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["finalize-failure"] == {
+        "osname": "debian",
+        "time": "2026-11-25T10:00:00Z",
+        "result": "exit-code",
+        "message": "error: Installing kernel: No space left on device",
+    }
+    text = apt_ostree(sysroot.path, "status").stdout.splitlines()
+    assert text[1] == (
+        "Warning: failed to finalize previous deployment (exit-code at 2026-11-25T10:00:00Z)"
+    )
+    assert text[2].strip() == "error: Installing kernel: No space left on device"
+    assert text[4] == "Deployments:"
+
+
+def test_status_without_a_failure_record_has_null_finalize_failure(
+    sysroot: SysrootFixture,
+) -> None:
+    proc = apt_ostree(sysroot.path, "status", "--json")
+    assert json.loads(proc.stdout)["finalize-failure"] is None
+    assert "Warning" not in apt_ostree(sysroot.path, "status").stdout
+
+
+def _run_finalize_script(var: Path, result: str) -> None:
+    # The unit's ExecStopPost= writes to /var/lib/apt-ostree: give it a private /var.
+    subprocess.run(
+        ["bwrap", "--bind", "/", "/", "--bind", str(var), "/var", "--dev", "/dev",
+         "--proc", "/proc", "--setenv", "SERVICE_RESULT", result, str(FINALIZE_SCRIPT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def test_finalize_result_hook_records_a_failure_and_ignores_success(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    var.mkdir()
+    _run_finalize_script(var, "success")
+    assert not (var / "lib/apt-ostree/finalize-failure").exists()
+    _run_finalize_script(var, "exit-code")
+    fields = dict(
+        line.split("=", 1)
+        for line in (var / "lib/apt-ostree/finalize-failure").read_text().splitlines()
+    )
+    assert fields["result"] == "exit-code"
+    assert fields["boot-id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert set(fields) == {"boot-id", "time", "result", "message"}
+
+
+def test_a_new_deployment_clears_the_failure_record(sysroot: SysrootFixture) -> None:
+    record = _write_failure_record(sysroot)
+    proc = apt_ostree(sysroot.path, "kargs", "--append=after=failure")
+    assert proc.returncode == 0, proc.stderr
+    assert not record.exists()
+    assert (
+        json.loads(apt_ostree(sysroot.path, "status", "--json").stdout)["finalize-failure"] is None
     )

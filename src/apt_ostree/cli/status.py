@@ -32,7 +32,16 @@ def _field(name: str, value: str) -> str:
 
 
 def render_text(status: dict[str, Any], verbose: bool) -> str:
-    lines = ["State: idle", "Deployments:"]
+    lines = ["State: idle"]
+    failure = status.get("finalize-failure")
+    if failure:
+        # As rpm-ostree words it; the staged deployment of that boot is gone.
+        lines.append(f"Warning: failed to finalize previous deployment ({failure['result']}"
+                     f" at {failure['time']})")  # fmt: skip
+        if failure["message"]:
+            lines.append(f"         {failure['message']}")
+        lines.append("         check `journalctl -b -1 -u ostree-finalize-staged.service`")
+    lines.append("Deployments:")
     for i, d in enumerate(status["deployments"]):
         if i:
             lines.append("")

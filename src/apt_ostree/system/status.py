@@ -6,6 +6,7 @@ from typing import Any
 
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.system.finalize import read_failure
 from apt_ostree.system.origin import Origin, OriginError
 from apt_ostree.system.sysroot import Sysroot
 
@@ -74,11 +75,15 @@ def _gpg_enabled(sysroot: Sysroot, origin: Origin | None) -> bool:
 
 
 def sysroot_status(sysroot: Sysroot, *, booted_only: bool = False) -> dict[str, Any]:
-    deployments = [deployment_status(sysroot, d) for d in sysroot.deployments()]
+    infos = sysroot.deployments()
+    deployments = [deployment_status(sysroot, d) for d in infos]
     if booted_only:
         deployments = [d for d in deployments if d["booted"]]
+    osnames = list(dict.fromkeys(d.osname for d in infos))
+    failure = read_failure(sysroot.path, osnames, booted=sysroot.booted)
     return {
         "deployments": deployments,
+        "finalize-failure": failure.to_json() if failure is not None else None,
         "transaction": None,
         "cached-update": None,
         "update-driver": None,
