@@ -101,6 +101,9 @@ def test_root_holds_the_sysroot_with_one_deployment(
         deployments = sorted(root.glob("ostree/deploy/*/deploy/*.0"))
         assert [d.name for d in deployments] == [f"{debian_base.checksum}.0"]
         fstab = (deployments[0] / "etc/fstab").read_text().splitlines()
+        # The deployments' /tmp links to sysroot/tmp: it must exist, sticky and open to all.
+        assert (deployments[0] / "tmp").readlink() == Path("sysroot/tmp")
+        assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
     assert f"UUID={root_uuid} / xfs defaults 1 1" in fstab
 
 

@@ -132,8 +132,21 @@ def make_sysroot(req: SysrootRequest, reporter: Reporter) -> str:
         return _make_sysroot(req, reporter)
 
 
+# The physical root's top-level directories, as `ostree admin init-fs` makes them:
+# the deployments' /tmp is a link to sysroot/tmp (docs/layout.md).
+INIT_FS_DIRS = {"boot": 0o755, "dev": 0o755, "proc": 0o755, "run": 0o755, "sys": 0o755,
+                "tmp": 0o1777}  # fmt: skip
+
+
+def _init_fs(path: Path) -> None:
+    for name, mode in INIT_FS_DIRS.items():
+        (path / name).mkdir(exist_ok=True)
+        os.chmod(path / name, mode)
+
+
 def _make_sysroot(req: SysrootRequest, reporter: Reporter) -> str:
     req.path.mkdir(parents=True, exist_ok=True)
+    _init_fs(req.path)
     sysroot = OSTree.Sysroot.new(Gio.File.new_for_path(os.fspath(req.path)))
     try:
         sysroot.ensure_initialized(None)
