@@ -78,8 +78,9 @@ def test_minimal_commit_has_apt_ostree_itself(minimal: Composed) -> None:
                       minimal.checksum)  # fmt: skip
     assert "('apt-ostree', " in packages
     listing = ls(minimal, "/usr/bin/apt-ostree", "/usr/lib/apt-ostree/grub2-generate",
-                 "/usr/lib/tmpfiles.d/apt-ostree.conf")  # fmt: skip
-    assert len(listing.splitlines()) == 3
+                 "/usr/lib/tmpfiles.d/apt-ostree.conf",
+                 "/usr/lib/dracut/dracut.conf.d/50-apt-ostree.conf")  # fmt: skip
+    assert len(listing.splitlines()) == 4
 
 
 def test_minimal_commit_layout(minimal: Composed) -> None:

@@ -34,9 +34,16 @@ INSTALLED_GENERATOR = Path("/usr/lib/apt-ostree/grub2-generate")
 TIMEOUT_SECONDS = 3
 HEADER = f"""\
 # Written by apt-ostree from the BLS entries in this directory; do not edit.
-serial --unit=0 --speed=115200
-terminal_input console serial
-terminal_output console serial
+if [ "$grub_platform" = "efi" ]; then
+  # UEFI firmware redirects its own console to the serial port: GRUB driving the
+  # same UART as well would race the firmware's serial driver.
+  terminal_input console
+  terminal_output console
+else
+  serial --unit=0 --speed=115200
+  terminal_input console serial
+  terminal_output console serial
+fi
 set default=0
 set timeout={TIMEOUT_SECONDS}
 """
