@@ -302,3 +302,24 @@ def test_deploying_a_new_base_applies_the_layer_again(
     assert (tree / "usr/share/new-base-marker").exists()
     assert dpkg(tree, "-s", "dep-top").returncode == 0
     fsck(layered.path)
+
+
+def test_cleanup_base_removes_stored_local_debs_no_deployment_uses(
+    layered: DebianSysroot, layer_debs: dict[str, Path]
+) -> None:
+    store = layered.path / "ostree/apt-ostree/local-debs"
+    assert install(layered, layer_debs["dep-bottom"]).returncode == 0
+    # A failed local install has stored its .deb too (the postinst exits 1).
+    assert install(layered, layer_debs["failing-postinst"]).returncode == 1
+    assert len(list(store.iterdir())) == 2
+    proc = apt_ostree(layered.path, "cleanup", "-b")
+    assert proc.returncode == 0, proc.stderr
+    assert "Removed 1 stored local packages" in proc.stdout
+    [kept] = store.iterdir()
+    origin = deployments_json(layered.path)[0]["requested-local-packages"]
+    assert [e.split(":", 1)[0] for e in origin] == [kept.stem]
+    # The rollback deployment and the default one no longer name it after an uninstall
+    # and the removal of the rollback: then it goes.
+    assert apt_ostree(layered.path, "uninstall", "dep-bottom").returncode == 0
+    assert apt_ostree(layered.path, "cleanup", "-r").returncode == 0
+    assert list(store.iterdir()) == []

@@ -184,6 +184,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print("Deployments unchanged.")
     if result.pruned:
         print(f"Freed: {_size(result.bytes_freed)} ({result.objects_pruned} objects)")
+        if result.local_debs_removed:
+            print(f"Removed {result.local_debs_removed} stored local packages no deployment uses")
     if result.cache_bytes_freed is not None:
         print(f"Freed cached metadata: {_size(result.cache_bytes_freed)}")
     return 0

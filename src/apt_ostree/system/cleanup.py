@@ -17,6 +17,8 @@ from pathlib import Path
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree.sysroot import DeploymentInfo, stdout_to_stderr
+from apt_ostree.system.layering import local_store
+from apt_ostree.system.origin import Origin, OriginError
 from apt_ostree.system.rollback import deployment_roles, write_order
 from apt_ostree.system.sysroot import Sysroot
 
@@ -45,6 +47,7 @@ class CleanupResult:
     objects_pruned: int = 0
     bytes_freed: int = 0
     cache_bytes_freed: int | None = None  # None: caches not asked for
+    local_debs_removed: int = 0
 
 
 def plan_cleanup(
@@ -86,6 +89,28 @@ def clear_cache(path: Path) -> int:
     return freed
 
 
+def prune_local_debs(sysroot: Sysroot) -> tuple[int, int]:
+    """Remove stored `install ./file.deb` packages that no deployment's origin names
+    (left by an uninstall, a removed deployment or a failed install): (files, bytes)."""
+    store = local_store(sysroot)
+    if not store.is_dir():
+        return 0, 0
+    wanted: set[str] = set()
+    for d in sysroot.deployments():
+        try:
+            origin = Origin.from_dict(d.origin)
+        except OriginError:
+            return 0, 0  # an origin we cannot read might name any of them: keep all
+        wanted |= {e.split(":", 1)[0] for e in origin.requested_local + origin.replaced_local}
+    removed = freed = 0
+    for path in store.iterdir():
+        if path.name.split(".", 1)[0] not in wanted:
+            freed += path.lstat().st_size
+            path.unlink()
+            removed += 1
+    return removed, freed
+
+
 def prune(sysroot: Sysroot) -> tuple[int, int]:
     """`Sysroot.cleanup()`, step by step: return (objects pruned, bytes freed)."""
     try:
@@ -112,6 +137,9 @@ def cleanup(sysroot: Sysroot, req: CleanupRequest) -> CleanupResult:
         write_order(sysroot, [objects[i] for i in keep])
     if req.base or result.removed:
         result.objects_pruned, result.bytes_freed = prune(sysroot)
+        sysroot.reload()
+        result.local_debs_removed, freed = prune_local_debs(sysroot)
+        result.bytes_freed += freed
         result.pruned = True
     if req.repomd:
         freed = clear_cache(cache_dir(sysroot, sysroot.default_osname())) if infos else 0
