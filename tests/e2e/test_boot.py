@@ -187,7 +187,13 @@ def vm(firmware: str, image: Image, updates: Updates,
     overlay = work / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image.path, "-F", "raw",
                     overlay], check=True)  # fmt: skip
-    machine = VM(overlay, firmware=firmware, log=work / "serial.log", extra_disks=[updates.disk])
+    machine = VM(
+        overlay,
+        firmware=firmware,
+        log=work / "serial.log",
+        extra_disks=[updates.disk],
+        cold_reboot=firmware == "uefi",
+    )  # see VM.cold_reboot and docs/boot.md
     print(f"\n[boot] {firmware} serial log: {machine.log}")
     try:
         boot = machine.start()
