@@ -9,7 +9,8 @@ package and an OSTree repository with a newer commit of the image's ref (the
 image's origin remote `updates` points at it). Each firmware gets its own
 image (BIOS: ext4 root, UEFI: xfs root) and one VM on a copy-on-write overlay
 of it; the tests of a firmware run in
-file order on that VM, as an administrator would: status; install and reboot;
+file order on that VM, as an administrator would: status; apt-ostreed over
+the system bus; install and reboot;
 kargs and reboot; edit /etc, upgrade and reboot; rollback and reboot. BIOS
 also gets a power cut between upgrade and reboot and a staged deployment whose
 finalization fails (a full /boot). Times are printed (run with -s).
@@ -57,6 +58,8 @@ postprocess:
       'ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 %I $TERM' \\
       > $dir/autologin.conf
 """
+BUS = "org.aptostree.dev"
+BUS_SYSROOT = "/org/aptostree/dev/Sysroot"
 # Where the guest mounts the second disk; the image's remote and the APT source point here.
 UPDATES = "/run/updates"
 REMOTE = "updates"
@@ -259,6 +262,25 @@ def test_usr_is_read_only(vm: VM) -> None:
 def test_boot_menu_is_the_generated_one(vm: VM) -> None:
     assert vm.run("readlink /boot/grub/grub.cfg") == "../loader/grub.cfg"
     assert vm.run("grep -c ^menuentry /boot/loader/grub.cfg") == "1"
+
+
+def test_tools_drive_apt_ostreed_over_the_system_bus(vm: VM) -> None:
+    # The first call activates the daemon (D-Bus activation, apt-ostreed.service).
+    reply = vm.run(f"busctl --json=short call {BUS} {BUS_SYSROOT} {BUS}.Sysroot GetStatus")
+    via_bus = json.loads(json.loads(reply)["data"][0])
+    assert via_bus["deployments"] == status(vm)
+    assert vm.run("systemctl is-active apt-ostreed.service") == "active"
+    # A transaction through the client library, as a tool would: stage, then drop it.
+    client = "from apt_ostree.client.dbus import DaemonClient; c = DaemonClient(); c"
+    step(vm, "KernelArgs over D-Bus", f"python3 -c '{client}.kernel_args(append=[\"via=dbus\"])'")
+    staged = status(vm)[0]
+    assert staged["staged"] and "via=dbus" in staged["kernel-arguments"]
+    vm.run(f"python3 -c '{client}.cleanup([\"pending\"])'")
+    assert not any(d["staged"] for d in status(vm))
+    # Changes are for root only (polkit is not there yet); reading is for everyone.
+    denied = vm.run(f"setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c '{client}"
+                    f".cleanup([\"pending\"])'", check=False)  # fmt: skip
+    assert "only root may" in denied
 
 
 def test_install_from_the_second_disk_is_layered_after_reboot(vm: VM, image: Image) -> None:
