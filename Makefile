@@ -17,10 +17,10 @@ APT_PACKAGES := \
 	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
 	python3-pexpect dbus
 # What `make deb` needs besides APT_PACKAGES.
-DEB_BUILD_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all
+DEB_BUILD_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all lintian
 PIP_PACKAGES := ruff==0.17.6 mypy==2.4.1 types-PyYAML
 
-.PHONY: deps compose deb check lint test clean
+.PHONY: deps compose deb check lint lintian test clean
 
 deps: $(VENV)/.stamp
 
@@ -73,10 +73,16 @@ lint: deps
 	$(BIN)/ruff format --check src tests $(wildcard bench/*)
 	$(BIN)/mypy
 
+# The package must be lintian-clean: errors and warnings fail (overrides in
+# debian/apt-ostree.lintian-overrides say why each one is there).
+lintian: deb
+	lintian --fail-on error,warning \
+		build/deb/apt-ostree_$(DEB_VERSION)_all.deb
+
 test: deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-check: lint test
+check: lint lintian test
 
 clean:
 	rm -rf build $(VENV)

@@ -95,9 +95,12 @@ def test_status_without_a_failure_record_has_null_finalize_failure(
 
 def _run_finalize_script(var: Path, result: str) -> None:
     # The unit's ExecStopPost= writes to /var/lib/apt-ostree: give it a private /var.
+    # The script is bound at a fixed path: the checkout itself may lie under /var.
+    script = "/tmp/finalize-staged-result"
     subprocess.run(
         ["bwrap", "--bind", "/", "/", "--bind", str(var), "/var", "--dev", "/dev",
-         "--proc", "/proc", "--setenv", "SERVICE_RESULT", result, str(FINALIZE_SCRIPT)],
+         "--proc", "/proc", "--tmpfs", "/tmp", "--ro-bind", str(FINALIZE_SCRIPT), script,
+         "--setenv", "SERVICE_RESULT", result, script],
         check=True, capture_output=True,
     )  # fmt: skip
 
