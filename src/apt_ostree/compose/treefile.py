@@ -507,8 +507,9 @@ class Treefile:
     merged: dict[str, Any] = field(default_factory=dict)
 
     def treefile_sha256(self) -> str:
-        """sha256 of the merged treefile (canonical JSON)."""
-        return hashlib.sha256(_canonical_json(self.merged)).hexdigest()
+        """sha256 of the merged treefile (canonical JSON), wherever its files lie:
+        the same treefile in another checkout directory has the same hash."""
+        return hashlib.sha256(_canonical_json(_location_free(self.merged))).hexdigest()
 
     def inputs_sha256(self) -> str:
         """sha256 of the merged treefile plus the content of every file it names.
@@ -518,9 +519,10 @@ class Treefile:
         left out so that it is stable.
         The host's APT sources (when `sources` is absent) are not covered.
         """
-        digest = hashlib.sha256(_canonical_json(self.merged))
+        digest = hashlib.sha256(_canonical_json(_location_free(self.merged)))
         for path in self.input_files():
-            digest.update(b"\0input\0" + os.fsencode(path) + b"\0")
+            # By name and content: where the input lies does not change the tree.
+            digest.update(b"\0input\0" + os.fsencode(path.name) + b"\0")
             try:
                 _hash_path(digest, path, os.stat(path))
             except OSError as e:
@@ -536,6 +538,27 @@ class Treefile:
         files += apt_sources.signed_by_files(self.sources or [])
         files += self.local_packages
         return files
+
+
+def _location_free(merged: dict[str, Any]) -> dict[str, Any]:
+    """`merged` with the paths of input files reduced to their names (their content
+    is hashed separately), so that hashes do not depend on the checkout's location."""
+    data = dict(merged)
+    if "postprocess-script" in data:
+        data["postprocess-script"] = Path(data["postprocess-script"]).name
+    if "add-files" in data:
+        data["add-files"] = [[Path(src).name, dest] for src, dest in data["add-files"]]
+    if "local-packages" in data:
+        data["local-packages"] = [Path(path).name for path in data["local-packages"]]
+    if data.get("sources"):
+        keys = apt_sources.signed_by_files(data["sources"])
+        stanzas = []
+        for stanza in data["sources"]:
+            for key in keys:
+                stanza = stanza.replace(str(key), key.name)
+            stanzas.append(stanza)
+        data["sources"] = stanzas
+    return data
 
 
 def _canonical_json(data: Any) -> bytes:
