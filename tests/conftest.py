@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 # Prepend so that the tree under test wins over any installed copy; the
 # project root makes fixture modules importable as `tests.fixtures.*`.
@@ -21,3 +23,16 @@ pytest_plugins = [
     "tests.fixtures.layerpkgs",
     "tests.fixtures.selfdeb",
 ]
+
+# Fast tests first, so that a broken change fails within minutes (and `-x` stops
+# there); the slow ones that compose real trees and boot VMs come last. The
+# sort is stable: the tests of one module keep their file order.
+_ORDER = ("tests/unit/", "tests/integration/", "tests/e2e/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid
+        return next((i for i, prefix in enumerate(_ORDER) if path.startswith(prefix)), 1)
+
+    items.sort(key=rank)
