@@ -74,3 +74,30 @@ def test_kargs_killed_at_any_point_leaves_a_working_sysroot(
     done = apt_ostree(sysroot, "kargs", "--append-if-missing=interrupted=yes")
     assert done.returncode == 0, done.stderr
     fsck(sysroot)
+
+
+def test_a_change_killed_while_boot_is_frozen_leaves_it_thawed(ext4: Path) -> None:
+    """libostree freezes /boot's filesystem while it writes deployments; a process
+    killed in that window must not leave it frozen (every later write would hang)."""
+    (ext4 / "boot").mkdir()
+    code = (
+        "import os, signal, subprocess, sys\n"
+        "from pathlib import Path\n"
+        "from apt_ostree.ostree.sysroot import writing_deployments\n"
+        "with writing_deployments(Path(sys.argv[1])):\n"
+        "    subprocess.run(['fsfreeze', '--freeze', sys.argv[1]], check=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(TOP / "src"))
+    proc = subprocess.run([sys.executable, "-c", code, str(ext4)], env=env, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    # A write blocks (uninterruptibly) while the filesystem is frozen.
+    write = subprocess.Popen(["touch", str(ext4 / "boot/after")])
+    try:
+        write.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the filesystem of /boot stayed frozen after the process was killed")
+    finally:
+        subprocess.run(["fsfreeze", "--unfreeze", str(ext4)], check=False, capture_output=True)
+        write.wait()
+    assert write.returncode == 0

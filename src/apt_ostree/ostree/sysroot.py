@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,34 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@contextmanager
+def writing_deployments(path: Path) -> Iterator[None]:
+    """Around libostree's writes of deployments: stdout stays clean (libostree prints
+    there), and the filesystem of /boot is thawed if this process dies meanwhile.
+
+    libostree freezes that filesystem (FIFREEZE) to flush it. Debian 12's libostree
+    (2022.7) leaves it frozen when the process is killed between freeze and thaw
+    (kill -9, a killed daemon): its watchdog thaws on a timeout, not when its
+    parent dies, and every later write to the filesystem hangs. Ours, in a
+    session of its own, reads a pipe that only this process holds: at its end
+    (we returned or died) it thaws, which is a no-op on a filesystem not frozen.
+    """
+    read, write = os.pipe()
+    watchdog = subprocess.Popen(
+        ["sh", "-c", 'cat >/dev/null; exec fsfreeze --unfreeze "$1" 2>/dev/null', "sh",
+         os.fspath(path / "boot")],
+        stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    os.close(read)
+    try:
+        with stdout_to_stderr():
+            yield
+    finally:
+        os.close(write)
+        watchdog.wait()
+
+
 def write_deployment(
     sysroot: OSTree.Sysroot,
     osname: str,
@@ -133,7 +162,7 @@ def write_deployment(
         }
 
     before = ids()
-    with stdout_to_stderr():
+    with writing_deployments(Path(sysroot.get_path().get_path())):
         sysroot.simple_write_deployment(
             osname, new, merge, OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN, None
         )
@@ -147,5 +176,5 @@ def write_deployment(
 
 def write_deployments(sysroot: OSTree.Sysroot, deployments: list[OSTree.Deployment]) -> None:
     """Write exactly `deployments`, in this order (the first is the default)."""
-    with stdout_to_stderr():
+    with writing_deployments(Path(sysroot.get_path().get_path())):
         sysroot.write_deployments(deployments, None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree.bootfs import require_loader_space
-from apt_ostree.ostree.sysroot import DeploymentInfo, stdout_to_stderr
+from apt_ostree.ostree.sysroot import DeploymentInfo, writing_deployments
 from apt_ostree.system.sysroot import Sysroot
 
 
@@ -87,7 +87,7 @@ def write_order(sysroot: Sysroot, deployments: list[OSTree.Deployment]) -> None:
     opts = OSTree.SysrootWriteDeploymentsOpts()
     opts.do_postclean = False
     try:
-        with stdout_to_stderr():
+        with writing_deployments(sysroot.path):
             sysroot.ostree.write_deployments_with_options(deployments, opts, None)
     except GLib.Error as e:
         raise RollbackError(f"cannot write the deployments: {e.message}") from e
