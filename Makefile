@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Everything apt-ostree and its tests use at run time comes from Debian.
 APT_PACKAGES := \
 	python3 python3-venv python3-setuptools python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
-	python3-dasbus python3-pytest ostree mmdebstrap dracut-core bubblewrap \
+	python3-dasbus python3-pytest python3-seccomp ostree mmdebstrap dracut-core bubblewrap \
 	gnupg dpkg-dev apt-utils e2fsprogs xfsprogs \
 	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
 	python3-pexpect dbus

@@ -5,15 +5,17 @@ The example tree (examples/minimal.yaml: a small Debian with apt-ostree's own
 with `compose disk-image` and booted under qemu TCG with SeaBIOS (GRUB from the
 BIOS boot partition) and with OVMF (GRUB from the ESP). A second, read-only
 virtual disk carries what a network would: a signed APT repository with one
-package and an OSTree repository with a newer commit of the image's ref (the
-image's origin remote `updates` points at it). Each firmware gets its own
-image (BIOS: ext4 root, UEFI: xfs root) and one VM on a copy-on-write overlay
-of it; the tests of a firmware run in
-file order on that VM, as an administrator would: status; apt-ostreed over
-the system bus; install and reboot;
-kargs and reboot; edit /etc, upgrade and reboot; rollback and reboot. BIOS
-also gets a power cut between upgrade and reboot and a staged deployment whose
-finalization fails (a full /boot). Times are printed (run with -s).
+test package plus the real openssh-server and what it needs beyond the image
+(fetched from the host's APT sources), and an OSTree repository with a newer
+commit of the image's ref (the image's origin remote `updates` points at it).
+Each firmware gets its own image (BIOS: ext4 root, UEFI: xfs root) and one VM
+on a copy-on-write overlay of it; the tests of a firmware run in file order on
+that VM, as an administrator would: status; apt-ostreed over the system bus;
+install (with openssh-server: its host keys are made at boot, never
+committed, and kept by the upgrade) and reboot; kargs and reboot; edit /etc,
+upgrade and reboot; rollback and reboot. BIOS also gets a power cut between
+upgrade and reboot and a staged deployment whose finalization fails (a full
+/boot). Times are printed (run with -s).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 import pytest
 
 from apt_ostree.compose.diskimage import DiskImageRequest, build_disk_image
+from apt_ostree.debian.resolve import fetch_packages, resolve_layer
+from apt_ostree.debian.sources import host_sources
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import NullReporter
@@ -64,6 +68,11 @@ BUS_SYSROOT = "/org/aptostree/dev/Sysroot"
 UPDATES = "/run/updates"
 REMOTE = "updates"
 PACKAGE = "vm-hello"
+# A real package whose postinst makes machine secrets (SSH host keys).
+SSH = "openssh-server"
+LAYERED = sorted([PACKAGE, SSH])
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+LS_ETC_SSH = "ostree --repo=/ostree/repo ls -R {} /usr/etc/ssh"
 # What the update commit adds on top of the image's commit.
 UPDATE_MARKER = "usr/share/apt-ostree-test/update"
 # Both root filesystems of `compose disk-image --root-fs` boot: one per firmware.
@@ -88,6 +97,10 @@ class Updates:
     disk: Path
     checksum: str  # the newer commit of REF
     version: str
+
+
+# The host key fingerprint of each firmware's machine after its first boot with sshd.
+HOST_KEYS: dict[str, str] = {}
 
 
 def timed(label: str, start: float) -> None:
@@ -133,6 +146,18 @@ def _update_commit(repo: OSTree.Repo, base: str, workdir: Path) -> tuple[str, st
     return checksum, version
 
 
+def _debs_beyond_the_image(boot_commit: str, packages: list[str], work: Path) -> list[Path]:
+    """`packages` and what they need that the image lacks, from the host's APT sources."""
+    status = work / "image-dpkg-status"
+    status.write_text(subprocess.run(
+        ["ostree", f"--repo={BOOT_REPO}", "cat", boot_commit, "/usr/share/dpkg/database/status"],
+        capture_output=True, text=True, check=True,
+    ).stdout)  # fmt: skip
+    plan = resolve_layer(host_sources(), status_file=status, arch="amd64",
+                         statedir=work / "apt-state", install=packages)  # fmt: skip
+    return fetch_packages(plan, cachedir=CACHEDIR / "debs")
+
+
 @pytest.fixture(scope="session")
 def updates(boot_commit: str, tmp_path_factory: pytest.TempPathFactory) -> Updates:
     """The second disk: an APT repository (apt/) and an OSTree repository (ostree/)."""
@@ -149,7 +174,8 @@ def updates(boot_commit: str, tmp_path_factory: pytest.TempPathFactory) -> Updat
         modes={f"usr/bin/{PACKAGE}": 0o755},
         scripts={"postinst": POSTINST},
     )
-    build_repo([build_deb(spec, work)], top / "apt", key)
+    real = _debs_beyond_the_image(boot_commit, [SSH], work)
+    build_repo([build_deb(spec, work), *real], top / "apt", key)
     (top / "apt/keyring.gpg").write_bytes(key.keyring.read_bytes())
     subprocess.run(["ostree", f"--repo={top / 'ostree'}", "init", "--mode=archive"], check=True)
     subprocess.run(["ostree", f"--repo={top / 'ostree'}", "pull-local", BOOT_REPO, REF],
@@ -292,17 +318,22 @@ def test_install_from_the_second_disk_is_layered_after_reboot(vm: VM, image: Ima
               "Components: main", f"Signed-By: {UPDATES}/apt/keyring.gpg"]  # fmt: skip
     lines = " ".join(f"'{line}'" for line in source)
     vm.run(f"printf '%s\\n' {lines} > /etc/apt/sources.list.d/updates.sources")
-    step(vm, f"apt-ostree install {PACKAGE}", f"apt-ostree install {PACKAGE}")
+    install = f"apt-ostree install {' '.join(LAYERED)}"
+    step(vm, install, install)
     deployments = status(vm)
-    assert deployments[0]["staged"] and deployments[0]["requested-packages"] == [PACKAGE]
+    assert deployments[0]["staged"] and deployments[0]["requested-packages"] == LAYERED
+    # The host keys that the postinst made are not in the commit: the machine makes its own.
+    assert "ssh_host_" not in vm.run(LS_ETC_SSH.format(deployments[0]["checksum"]))
     assert vm.status(f"command -v {PACKAGE}") != 0
     reboot(vm)
     deployments = status(vm)
     now = booted(deployments)
     assert deployments[0]["booted"]
-    assert now["packages"] == [PACKAGE]
+    assert now["packages"] == LAYERED
     assert now["base-checksum"] == image.checksum
     assert vm.run(PACKAGE) == "hello from a layered package"
+    assert vm.run("systemctl is-active ssh.service") == "active"
+    HOST_KEYS[vm.firmware] = vm.run(f"ssh-keygen -l -f {HOST_KEY}.pub")
     assert vm.run(f"dpkg-query -W -f='${{Status}}' {PACKAGE}") == "install ok installed"
     assert vm.run("cat /usr/share/vm-hello/postinst-ran") == "configured"
     assert vm.run(f"cat /etc/{PACKAGE}.conf") == "greeting=hello"
@@ -316,7 +347,7 @@ def test_kargs_append_is_on_the_kernel_command_line_after_reboot(vm: VM) -> None
     deployments = status(vm)
     assert len(deployments) == 2
     assert deployments[0]["booted"]
-    assert booted(deployments)["packages"] == [PACKAGE]
+    assert booted(deployments)["packages"] == LAYERED
     assert vm.run("grep -c ^menuentry /boot/loader/grub.cfg") == "2"
 
 
@@ -350,10 +381,15 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
     assert deployments[0]["booted"] and now["id"] != before["id"]
     assert now["version"] == updates.version
     assert now["base-checksum"] == updates.checksum
-    assert now["packages"] == [PACKAGE]
+    assert now["packages"] == LAYERED
     assert vm.run(f"cat /{UPDATE_MARKER}") == updates.version
     assert vm.run("tail -n 1 /etc/motd") == ETC_EDIT
     assert vm.run(PACKAGE) == "hello from a layered package"
+    # The machine's SSH identity survives the upgrade (the postinst ran again while
+    # the layer was rebuilt on the new base).
+    assert vm.run("systemctl is-active ssh.service") == "active"
+    assert vm.run(f"ssh-keygen -l -f {HOST_KEY}.pub") == HOST_KEYS[vm.firmware]
+    assert "ssh_host_" not in vm.run(LS_ETC_SSH.format(now["checksum"]))
     assert "foo=bar" in vm.run("cat /proc/cmdline").split()
 
 

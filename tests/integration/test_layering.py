@@ -19,6 +19,7 @@ from tests.fixtures.layerpkgs import (
     SYSTEM_USER,
     TRIGGER_MARKER,
 )
+from tests.fixtures.sentinels import plant_sentinels
 from tests.fixtures.sysroot import apt_ostree, deployments_json
 
 
@@ -265,14 +266,14 @@ def test_deb_with_paths_outside_the_tree_is_refused(
 
 @pytest.mark.parametrize("name", ["hostile-network", "hostile-rmrf"])
 def test_hostile_postinst_is_contained(
-    layered: DebianSysroot, hostile_debs: dict[str, Path], name: str, tmp_path: Path
+    layered: DebianSysroot, hostile_debs: dict[str, Path], name: str
 ) -> None:
-    sentinel = tmp_path / "sentinel"
-    sentinel.write_text("still here")
+    # Where the postinst would reach if the sandbox leaked: the overlay's lower layer,
+    # the machine's /etc, the sysroot and its stored .debs, the host (sentinels.py).
+    sentinels = plant_sentinels(layered)
     proc = install(layered, hostile_debs[name])
     assert proc.returncode == 1, proc.stdout
-    assert sentinel.read_text() == "still here"
-    assert Path("/usr/bin/dpkg").exists()
+    sentinels.assert_untouched()
     assert_unchanged(layered)
 
 

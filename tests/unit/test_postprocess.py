@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,78 @@ def test_split_usr_is_merged(tmp_path: Path) -> None:
     assert (root / "bin").readlink() == Path("usr/bin")
     assert (root / "usr/bin/ls").read_text() == "ls"
     assert (root / "usr/bin/cat").read_text() == "cat"
+
+
+# --- a tree with links planted out of it -----------------------------------------------
+#
+# The tree is what packages and scripts made: a link in it may point anywhere on the
+# host. Each case plants one, absolute and relative (`../` past the root), at a path
+# the conversion goes through; the conversion either refuses the tree or converts it,
+# and never touches what the link points at.
+
+UP = "../" * 40
+
+# path -> what postprocess does: "refused" (PostprocessError) or a check of the result
+PLANTED = {
+    "usr/etc": "refused",  # looks postprocessed already
+    "etc": "refused",  # machine-id, tmpfiles.d overrides are written under it
+    "etc/tmpfiles.d": "refused",  # the home.conf override is written there
+    "usr/lib/tmpfiles.d": "refused",
+    "usr/share/factory": "refused",  # /var files are copied under it
+    "usr/share/factory/var": "refused",
+    "usr/lib/modules": "refused",
+    "var": "refused",
+    "var/lib/dpkg": "L line",  # not moved: /var/lib/dpkg stays the package's link
+    "var/lib/systemd/deb-systemd-helper-enabled": "L line",
+    "boot": "empty dir",
+    "tmp": "empty dir",  # with tmp-is-dir
+    "usr/local": "toplevel link",
+}
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    d = tmp_path / "host"
+    d.mkdir(mode=0o700)
+    (d / "sentinel").write_text("host content\n")
+    (d / "sentinel").chmod(0o600)
+    (d / "vmlinuz").write_text("not a kernel of the tree\n")
+    return d
+
+
+def host_unchanged(host: Path) -> None:
+    assert sorted(p.name for p in host.iterdir()) == ["sentinel", "vmlinuz"]
+    assert (host / "sentinel").read_text() == "host content\n"
+    assert stat.S_IMODE((host / "sentinel").stat().st_mode) == 0o600
+    assert stat.S_IMODE(host.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("kind", ["absolute", "relative"])
+@pytest.mark.parametrize("planted", sorted(PLANTED))
+def test_links_planted_in_the_tree_are_never_followed_out_of_it(
+    tmp_path: Path, host: Path, planted: str, kind: str
+) -> None:
+    root = make_tree(tmp_path / "root", dracut=False)
+    (root / "var/lib/thing").mkdir()
+    (root / "var/lib/thing/state").write_text("kept in the factory\n")
+    link = root / planted
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    target = str(host) if kind == "absolute" else UP + str(host).lstrip("/")
+    link.symlink_to(target)
+    expected = PLANTED[planted]
+    options = PostprocessOptions(tmp_is_dir=planted == "tmp")
+    if expected == "refused":
+        with pytest.raises(PostprocessError):
+            postprocess_tree(root, options)
+    else:
+        postprocess_tree(root, options)
+        if expected == "L line":
+            assert f"L /{planted} - - - - {target}\n" in tmpfiles(root)
+        elif expected == "empty dir":
+            assert (root / planted).is_dir() and not (root / planted).is_symlink()
+            assert list((root / planted).iterdir()) == []
+        else:
+            assert (root / planted).readlink() == Path("../var/usrlocal")
+    host_unchanged(host)

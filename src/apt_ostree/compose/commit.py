@@ -13,6 +13,7 @@ from apt_ostree.debian.dpkgdb import installed_packages
 from apt_ostree.debian.resolve import PackageInfo
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.treefs import Tree
 
 PACKAGES_KEY = "apt-ostree.packages"
 
@@ -55,12 +56,9 @@ def packages_variant(packages: Sequence[PackageInfo]) -> Any:
 
 def tree_metadata(rootfs: Path) -> dict[str, Any]:
     """Metadata that the tree itself determines: bootability, kernel, packages."""
-    modules = rootfs / "usr/lib/modules"
-    kvers = (
-        sorted(d.name for d in modules.iterdir() if (d / "vmlinuz").exists())
-        if modules.is_dir()
-        else []
-    )
+    with Tree(rootfs) as tree:
+        modules = "usr/lib/modules"
+        kvers = [k for k in tree.listdir(modules) if tree.stat(f"{modules}/{k}/vmlinuz")]
     meta: dict[str, Any] = {
         "ostree.bootable": bool(kvers),
         PACKAGES_KEY: packages_variant(installed_packages(rootfs)),

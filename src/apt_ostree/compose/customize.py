@@ -3,14 +3,17 @@ add-files, units, default-target, postprocess scripts, remove-files."""
 
 from __future__ import annotations
 
-import shutil
+import os
+import stat
 import tempfile
 from pathlib import Path
 
 from apt_ostree.compose.treefile import Treefile
+from apt_ostree.debian.dpkg import DPKG_CAPS
 from apt_ostree.errors import AptOstreeError, CommandError
 from apt_ostree.reporter import Reporter
 from apt_ostree.sandbox import run_in_tree
+from apt_ostree.treefs import Tree
 
 
 class PostprocessScriptError(AptOstreeError):
@@ -26,31 +29,57 @@ def _inside(root: Path, path: str) -> Path:
 
 
 def add_files(root: Path, files: list[tuple[Path, str]]) -> None:
-    for src, dest in files:
-        target = _inside(root, dest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, target, follow_symlinks=False)
+    """Copy the treefile's files (trusted, on the host) into the tree, whose paths
+    resolve inside it: a package's symlink on the way is refused, not followed."""
+    with Tree(root) as tree:
+        for src, dest in files:
+            rel = str(_inside(root, dest).relative_to(root))
+            tree.makedirs(os.path.dirname(rel))
+            if src.is_dir() and not src.is_symlink():
+                tree.makedirs(rel)
+                for path in sorted(src.rglob("*")):
+                    _add_file(tree, path, f"{rel}/{path.relative_to(src)}")
+            else:
+                _add_file(tree, src, rel)
+
+
+def _add_file(tree: Tree, src: Path, rel: str) -> None:
+    st = src.lstat()
+    if stat.S_ISDIR(st.st_mode):
+        tree.makedirs(rel)
+        return
+    if tree.exists(rel) and not tree.is_dir(rel):
+        tree.unlink(rel)
+    if stat.S_ISLNK(st.st_mode):
+        tree.symlink(os.readlink(src), rel)
+    else:
+        tree.write_bytes(rel, src.read_bytes(), stat.S_IMODE(st.st_mode))
 
 
 def remove_files(root: Path, paths: list[str]) -> None:
-    for path in paths:
-        target = _inside(root, path)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
+    with Tree(root) as tree:
+        for path in paths:
+            rel = str(_inside(root, path).relative_to(root))
+            if tree.exists(rel):
+                tree.remove(rel)
+
+
+# `systemctl --root=/` only makes symlinks in root's own /etc/systemd: measured,
+# it needs no capability.
+SYSTEMCTL_CAPS: tuple[str, ...] = ()
 
 
 def enable_units(root: Path, units: list[str], default_target: str | None) -> None:
     if units:
-        run_in_tree(root, ["systemctl", "--root=/", "enable", *units], what="systemctl enable")
+        run_in_tree(
+            root, ["systemctl", "--root=/", "enable", *units], what="systemctl enable",
+            caps=SYSTEMCTL_CAPS,
+        )  # fmt: skip
     if default_target:
         run_in_tree(
-            root, ["systemctl", "--root=/", "set-default", default_target], what="set-default"
-        )
+            root, ["systemctl", "--root=/", "set-default", default_target], what="set-default",
+            caps=SYSTEMCTL_CAPS,
+        )  # fmt: skip
 
 
 def run_postprocess_scripts(root: Path, scripts: list[tuple[str, str]], reporter: Reporter) -> None:
@@ -69,7 +98,10 @@ def run_postprocess_scripts(root: Path, scripts: list[tuple[str, str]], reporter
             inner = "/tmp/apt-ostree-postprocess"
             argv = [inner] if content.startswith("#!") else ["/bin/sh", "-e", inner]
             try:
-                output = run_in_tree(root, argv, what=name, ro_binds=[(script, inner)])
+                # The treefile's scripts do what maintainer scripts do: dpkg's powers.
+                output = run_in_tree(
+                    root, argv, what=name, caps=DPKG_CAPS, ro_binds=[(script, inner)]
+                )
             except CommandError as e:
                 shown = e.output.rstrip() or "(no output)"
                 raise PostprocessScriptError(f"{e}; its output:\n{shown}") from e

@@ -1,16 +1,19 @@
 """Turn a bootstrapped Debian tree into the OSTree layout of docs/layout.md.
 
 Each step is a function over the tree's root. `postprocess_tree` runs them in
-order; `compose postprocess ROOTFS` and `compose tree` both use it.
+order; `compose postprocess ROOTFS` and `compose tree` both use it. The tree
+is what packages and scripts made: every path goes through a treefs.Tree, so
+that no link in it is followed out of it (docs/security.md).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree import machine_secrets
 from apt_ostree.layout import (
     DPKG_DB,
     STATE_DIR,
@@ -18,11 +21,11 @@ from apt_ostree.layout import (
     TMPFILES_DIR,
     build_initramfs,
     convert_var,
-    remove_path,
     write_tmpfiles,
 )
 from apt_ostree.layout import LayoutError as PostprocessError
 from apt_ostree.reporter import NullReporter, Reporter
+from apt_ostree.treefs import Tree, TreeError
 
 __all__ = ["PostprocessError", "PostprocessOptions", "PostprocessResult", "postprocess_tree"]
 
@@ -56,7 +59,13 @@ def postprocess_tree(
     root: Path, options: PostprocessOptions, reporter: Reporter | None = None
 ) -> PostprocessResult:
     """Convert `root` in place; raise PostprocessError with the reason on failure."""
-    reporter = reporter or NullReporter()
+    try:
+        return _postprocess(root, options, reporter or NullReporter())
+    except TreeError as e:
+        raise PostprocessError(f"cannot convert {root} to the OSTree layout: {e}") from e
+
+
+def _postprocess(root: Path, options: PostprocessOptions, reporter: Reporter) -> PostprocessResult:
     check_tree(root)
     result = PostprocessResult()
     merge_usr(root)
@@ -72,123 +81,157 @@ def postprocess_tree(
     clean_boot(root)
     move_package_state(root)
     relocate_toplevel_dirs(root)
-    result.tmpfiles_lines = convert_var(root)
+    with Tree(root) as tree:
+        result.tmpfiles_lines = convert_var(tree)
     finish_etc(root, options)
     move_etc(root)
+    # Host keys and the like: made on each machine at boot, never committed.
+    with Tree(root) as tree:
+        secrets = machine_secrets.strip_machine_secrets(
+            tree, "usr/etc", machine_secrets.owned_paths(tree, DPKG_DB),
+            conf="apt-ostree-compose.conf",
+        )  # fmt: skip
+    machine_secrets.report(secrets, reporter)
     make_toplevel_links(root, options.tmp_is_dir)
     return result
+
+
+def _is_dir(st: os.stat_result | None) -> bool:
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _is_link(st: os.stat_result | None) -> bool:
+    return st is not None and stat.S_ISLNK(st.st_mode)
+
+
+def _empty_dir(tree: Tree, rel: str, mode: int = 0o755) -> None:
+    """`rel` as an empty real directory: its content removed, or whatever is there
+    (a link, a file) replaced; never anything behind a link."""
+    st = tree.lstat(rel)
+    if _is_dir(st):
+        for name in tree.listdir(rel, strict=True):
+            tree.remove(f"{rel}/{name}")
+        return
+    if st is not None:
+        tree.remove(rel)
+    tree.mkdir(rel, mode)
 
 
 def check_tree(root: Path) -> None:
     if not root.is_dir():
         raise PostprocessError(f"{root} is not a directory")
-    if not (root / "usr").is_dir():
-        raise PostprocessError(f"{root} does not look like a Debian tree: no /usr")
-    if (root / "usr/etc").exists() and (root / "etc").exists():
-        raise PostprocessError(
-            f"{root} has both /etc and /usr/etc: it is already (partly) postprocessed"
-        )
+    with Tree(root) as tree:
+        if not tree.is_dir("usr"):
+            raise PostprocessError(f"{root} does not look like a Debian tree: no /usr directory")
+        if tree.exists("usr/etc") and tree.exists("etc"):
+            raise PostprocessError(
+                f"{root} has both /etc and /usr/etc: it is already (partly) postprocessed"
+            )
 
 
 def merge_usr(root: Path) -> None:
     """Make /bin, /sbin, /lib* symlinks into /usr, moving any content across."""
-    for name in MERGED_USR_DIRS:
-        top = root / name
-        if top.is_symlink():
-            continue
-        if not top.exists():
-            continue
-        usrdir = root / "usr" / name
-        usrdir.mkdir(exist_ok=True)
-        for entry in top.iterdir():
-            dest = usrdir / entry.name
-            if dest.exists() or dest.is_symlink():
-                if entry.is_symlink() or not entry.is_dir():
-                    # Same file in both places: /usr wins, as with usrmerge.
-                    entry.unlink()
-                    continue
-                raise PostprocessError(
-                    f"cannot merge /{name}/{entry.name} into /usr: both are directories"
-                )
-            entry.rename(dest)
-        top.rmdir()
-        top.symlink_to(f"usr/{name}")
+    with Tree(root) as tree:
+        for name in MERGED_USR_DIRS:
+            st = tree.lstat(name)
+            if st is None or _is_link(st):
+                continue
+            if not _is_dir(st):
+                raise PostprocessError(f"/{name} is neither a directory nor a symlink")
+            usrdir = f"usr/{name}"
+            if not tree.exists(usrdir):
+                tree.mkdir(usrdir)
+            for entry in tree.listdir(name, strict=True):
+                src, dest = f"{name}/{entry}", f"{usrdir}/{entry}"
+                if tree.exists(dest):
+                    if not tree.is_dir(src):
+                        # Same file in both places: /usr wins, as with usrmerge.
+                        tree.unlink(src)
+                        continue
+                    raise PostprocessError(
+                        f"cannot merge /{name}/{entry} into /usr: both are directories"
+                    )
+                tree.rename(src, dest)
+            tree.remove(name)
+            tree.symlink(f"usr/{name}", name)
 
 
 def find_kernels(root: Path) -> list[str]:
+    with Tree(root) as tree:
+        return _find_kernels(tree)
+
+
+def _find_kernels(tree: Tree) -> list[str]:
     kvers = set()
-    boot = root / "boot"
-    if boot.is_dir():
-        for f in boot.glob("vmlinuz-*"):
-            kvers.add(f.name.removeprefix("vmlinuz-"))
-    modules = root / "usr/lib/modules"
-    if modules.is_dir():
-        for d in modules.iterdir():
-            if (d / "vmlinuz").exists():
-                kvers.add(d.name)
+    if tree.is_dir("boot"):
+        for name in tree.listdir("boot", strict=True):
+            if name.startswith("vmlinuz-"):
+                kvers.add(name.removeprefix("vmlinuz-"))
+    for name in tree.listdir("usr/lib/modules", strict=True):
+        if tree.stat(f"usr/lib/modules/{name}/vmlinuz") is not None:
+            kvers.add(name)
     return sorted(kvers)
 
 
 def move_kernel(root: Path) -> str | None:
     """Move the kernel to /usr/lib/modules/$kver/vmlinuz; return $kver or None."""
-    kvers = find_kernels(root)
-    if not kvers:
-        return None
-    if len(kvers) > 1:
-        raise PostprocessError(
-            f"the tree has {len(kvers)} kernels ({', '.join(kvers)}); exactly one is supported"
-        )
-    kver = kvers[0]
-    moddir = root / "usr/lib/modules" / kver
-    moddir.mkdir(parents=True, exist_ok=True)
-    for src_name, dest_name in (
-        (f"vmlinuz-{kver}", "vmlinuz"),
-        (f"config-{kver}", "config"),
-        (f"System.map-{kver}", "System.map"),
-    ):
-        src = root / "boot" / src_name
-        if src.is_file():
-            shutil.move(src, moddir / dest_name)
-    return kver
+    with Tree(root) as tree:
+        kvers = _find_kernels(tree)
+        if not kvers:
+            return None
+        if len(kvers) > 1:
+            raise PostprocessError(
+                f"the tree has {len(kvers)} kernels ({', '.join(kvers)}); exactly one is supported"
+            )
+        kver = kvers[0]
+        moddir = f"usr/lib/modules/{kver}"
+        tree.makedirs(moddir)
+        if not tree.is_dir("boot"):
+            return kver
+        for src_name, dest_name in (
+            (f"vmlinuz-{kver}", "vmlinuz"),
+            (f"config-{kver}", "config"),
+            (f"System.map-{kver}", "System.map"),
+        ):
+            st = tree.lstat(f"boot/{src_name}")
+            if st is not None and stat.S_ISREG(st.st_mode):
+                tree.rename(f"boot/{src_name}", f"{moddir}/{dest_name}", replace=True)
+        return kver
 
 
 def clean_boot(root: Path) -> None:
     """/boot is empty in a commit: ostree writes the deployments' boot files."""
-    boot = root / "boot"
-    if boot.is_dir() and not boot.is_symlink():
-        for entry in boot.iterdir():
-            remove_path(entry)
-    else:
-        boot.mkdir(exist_ok=True)
-    # The /vmlinuz and /initrd.img links linux-base makes point into /boot.
-    for name in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
-        p = root / name
-        if p.is_symlink() or p.exists():
-            remove_path(p)
+    with Tree(root) as tree:
+        _empty_dir(tree, "boot")
+        # The /vmlinuz and /initrd.img links linux-base makes point into /boot.
+        for name in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
+            if tree.exists(name):
+                tree.remove(name)
 
 
-def _move_dir(src: Path, dest: Path) -> bool:
-    if not src.exists() or src.is_symlink():
+def _move_dir(tree: Tree, src: str, dest: str) -> bool:
+    if not tree.is_dir(src):
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
+    tree.makedirs(os.path.dirname(dest))
+    if tree.exists(dest):
         raise PostprocessError(f"cannot move /{src} to /{dest}: the destination exists")
-    shutil.move(src, dest)
+    tree.rename(src, dest)
     return True
 
 
 def move_package_state(root: Path) -> None:
     """Move the dpkg database and other package state from /var into /usr."""
     lines = []
-    if _move_dir(root / "var/lib/dpkg", root / DPKG_DB):
-        lines.append(f"L /var/lib/dpkg - - - - ../../{DPKG_DB}")
-    for var_path, name in STATE_MOVES.items():
-        if _move_dir(root / var_path, root / STATE_DIR / name):
-            depth = var_path.count("/")
-            target = "../" * depth + f"{STATE_DIR}/{name}"
-            lines.append(f"L /{var_path} - - - - {target}")
-    if lines:
-        write_tmpfiles(root, "apt-ostree-state.conf", lines)
+    with Tree(root) as tree:
+        if _move_dir(tree, "var/lib/dpkg", DPKG_DB):
+            lines.append(f"L /var/lib/dpkg - - - - ../../{DPKG_DB}")
+        for var_path, name in STATE_MOVES.items():
+            if _move_dir(tree, var_path, f"{STATE_DIR}/{name}"):
+                depth = var_path.count("/")
+                target = "../" * depth + f"{STATE_DIR}/{name}"
+                lines.append(f"L /{var_path} - - - - {target}")
+        if lines:
+            write_tmpfiles(tree, "apt-ostree-state.conf", lines)
 
 
 def relocate_toplevel_dirs(root: Path) -> None:
@@ -202,34 +245,36 @@ def relocate_toplevel_dirs(root: Path) -> None:
         "d /var/usrlocal 0755 root root -",
         "d /run/media 0755 root root -",
     ]
-    local = root / "usr/local"
-    if local.is_dir() and not local.is_symlink():
-        for dirpath, dirnames, filenames in os.walk(local):
-            dirnames.sort()
-            if filenames:
-                raise PostprocessError(
-                    f"/usr/local has files ({filenames[0]} in /{Path(dirpath).relative_to(root)})"
-                    ": /usr/local is /var/usrlocal on an OSTree system; install under /usr"
-                )
-            for d in dirnames:
-                rel = (Path(dirpath) / d).relative_to(local)
-                lines.append(f"d /var/usrlocal/{rel} 0755 root root -")
-        shutil.rmtree(local)
-    for name in TOPLEVEL_LINKS:
-        top = root / name
-        if top.is_dir() and not top.is_symlink():
-            if name in ("home", "srv", "mnt", "media", "opt") and any(top.iterdir()):
-                raise PostprocessError(
-                    f"/{name} is not empty in the tree: content there would be hidden"
-                    f" by the /{name} -> {TOPLEVEL_LINKS[name]} link"
-                )
-            # /root's dotfiles come from /etc/skel; they are not kept.
-            shutil.rmtree(top)
-    write_tmpfiles(root, "apt-ostree-toplevel.conf", lines)
-    _override_toplevel_tmpfiles(root)
+    with Tree(root) as tree:
+        if tree.is_dir("usr/local"):
+            for dirpath, dirnames, filenames, _ in tree.walk("usr/local"):
+                dirnames.sort()
+                where = os.path.normpath(f"usr/local/{dirpath}")
+                if filenames:
+                    raise PostprocessError(
+                        f"/usr/local has files ({sorted(filenames)[0]} in /{where})"
+                        ": /usr/local is /var/usrlocal on an OSTree system; install under /usr"
+                    )
+                for d in dirnames:
+                    rel = os.path.normpath(f"{dirpath}/{d}")
+                    lines.append(f"d /var/usrlocal/{rel} 0755 root root -")
+            tree.remove("usr/local")
+        for name in TOPLEVEL_LINKS:
+            if tree.is_dir(name):
+                if name in ("home", "srv", "mnt", "media", "opt") and tree.listdir(
+                    name, strict=True
+                ):
+                    raise PostprocessError(
+                        f"/{name} is not empty in the tree: content there would be hidden"
+                        f" by the /{name} -> {TOPLEVEL_LINKS[name]} link"
+                    )
+                # /root's dotfiles come from /etc/skel; they are not kept.
+                tree.remove(name)
+        write_tmpfiles(tree, "apt-ostree-toplevel.conf", lines)
+        _override_toplevel_tmpfiles(tree)
 
 
-def _override_toplevel_tmpfiles(root: Path) -> None:
+def _override_toplevel_tmpfiles(tree: Tree) -> None:
     """Point Debian's home.conf/provision.conf-style lines at the real directories.
 
     systemd-tmpfiles warns that /home, /srv and /root "exist and are not
@@ -237,12 +282,15 @@ def _override_toplevel_tmpfiles(root: Path) -> None:
     overrides the one in /usr/lib.
     """
     moved = {f"/{name}": f"/{target}" for name, target in TOPLEVEL_LINKS.items()}
-    for conf in sorted((root / TMPFILES_DIR).glob("*.conf")):
-        if conf.name.startswith("apt-ostree-"):
+    for name in tree.listdir(TMPFILES_DIR, strict=True):
+        if not name.endswith(".conf") or name.startswith("apt-ostree-"):
+            continue
+        text = tree.read_text(f"{TMPFILES_DIR}/{name}")
+        if text is None:
             continue
         changed = False
         out = []
-        for line in conf.read_text(errors="replace").splitlines():
+        for line in text.splitlines():
             fields = line.split(None, 2)
             if len(fields) >= 2 and not fields[0].startswith("#"):
                 path = fields[1]
@@ -253,74 +301,57 @@ def _override_toplevel_tmpfiles(root: Path) -> None:
                         break
             out.append(line)
         if changed:
-            dest = root / "etc/tmpfiles.d" / conf.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(
-                "# Rewritten by apt-ostree for the OSTree layout.\n" + "\n".join(out) + "\n"
+            tree.makedirs("etc/tmpfiles.d")
+            tree.write_text(
+                f"etc/tmpfiles.d/{name}",
+                "# Rewritten by apt-ostree for the OSTree layout.\n" + "\n".join(out) + "\n",
             )
 
 
 def finish_etc(root: Path, options: PostprocessOptions) -> None:
-    etc = root / "etc"
-    machine_id = etc / "machine-id"
-    if machine_id.exists() or machine_id.is_symlink():
-        machine_id.unlink()
-    if options.machineid_compat:
-        # An empty machine-id makes systemd generate one at first boot.
-        machine_id.write_text("")
-        machine_id.chmod(0o444)
-    for name in ("resolv.conf", "hostname"):
-        p = etc / name
-        if p.exists() or p.is_symlink():
-            p.unlink()
+    with Tree(root) as tree:
+        if tree.exists("etc/machine-id"):
+            tree.remove("etc/machine-id")
+        if options.machineid_compat:
+            # An empty machine-id makes systemd generate one at first boot.
+            tree.write_text("etc/machine-id", "", mode=0o444)
+        for name in ("resolv.conf", "hostname"):
+            if tree.exists(f"etc/{name}"):
+                tree.remove(f"etc/{name}")
 
 
 def move_etc(root: Path) -> None:
     """/etc is stored as /usr/etc; ostree 3-way-merges it at deploy."""
-    etc = root / "etc"
-    if not etc.is_dir() or etc.is_symlink():
-        raise PostprocessError(f"{root} has no /etc directory")
-    if (root / "usr/etc").exists():
-        raise PostprocessError(f"{root} has both /etc and /usr/etc")
-    etc.rename(root / "usr/etc")
-    if (
-        not (root / "usr/etc/os-release").exists()
-        and not (root / "usr/etc/os-release").is_symlink()
-    ):
-        raise PostprocessError("the tree has no /etc/os-release (base-files is missing?)")
+    with Tree(root) as tree:
+        if not tree.is_dir("etc"):
+            raise PostprocessError(f"{root} has no /etc directory")
+        if tree.exists("usr/etc"):
+            raise PostprocessError(f"{root} has both /etc and /usr/etc")
+        tree.rename("etc", "usr/etc")
+        if not tree.exists("usr/etc/os-release"):
+            raise PostprocessError("the tree has no /etc/os-release (base-files is missing?)")
 
 
 def make_toplevel_links(root: Path, tmp_is_dir: bool) -> None:
-    for name, target in TOPLEVEL_LINKS.items():
-        link = root / name
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(target)
-    local = root / "usr/local"
-    if local.is_symlink():
-        local.unlink()
-    local.symlink_to("../var/usrlocal")
-    (root / "sysroot").mkdir(exist_ok=True)
-    ostree = root / "ostree"
-    if ostree.is_symlink() or ostree.exists():
-        remove_path(ostree)
-    ostree.symlink_to("sysroot/ostree")
-    tmp = root / "tmp"
-    if not tmp_is_dir:
-        if tmp.exists() or tmp.is_symlink():
-            remove_path(tmp)
-        tmp.symlink_to("sysroot/tmp")
-    else:
-        if tmp.is_dir():
-            for entry in tmp.iterdir():
-                remove_path(entry)
+    with Tree(root) as tree:
+        for name, target in TOPLEVEL_LINKS.items():
+            if tree.is_link(name):
+                tree.unlink(name)
+            tree.symlink(target, name)
+        if tree.is_link("usr/local"):
+            tree.unlink("usr/local")
+        tree.symlink("../var/usrlocal", "usr/local")
+        if not tree.is_dir("sysroot"):
+            _empty_dir(tree, "sysroot")
+        if tree.exists("ostree"):
+            tree.remove("ostree")
+        tree.symlink("sysroot/ostree", "ostree")
+        if not tmp_is_dir:
+            if tree.exists("tmp"):
+                tree.remove("tmp")
+            tree.symlink("sysroot/tmp", "tmp")
         else:
-            tmp.mkdir(mode=0o1777)
-        tmp.chmod(0o1777)
-    for name in ("proc", "sys", "dev", "run", "boot", "var"):
-        d = root / name
-        if d.is_dir():
-            for entry in d.iterdir():
-                remove_path(entry)
-        else:
-            d.mkdir()
+            _empty_dir(tree, "tmp", 0o1777)
+            tree.chmod("tmp", 0o1777)
+        for name in ("proc", "sys", "dev", "run", "boot", "var"):
+            _empty_dir(tree, name)

@@ -8,23 +8,30 @@ becomes tmpfiles.d lines afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from apt_ostree.errors import AptOstreeError, CommandError
 from apt_ostree.layout import DPKG_DB, STATE_DIR, STATE_MOVES
 from apt_ostree.sandbox import run_in_tree
+from apt_ostree.treefs import Tree, TreeError
 
-# What dpkg and maintainer scripts need of root's power, and nothing else
-# (no CAP_SYS_ADMIN: no mounts; no CAP_NET_*: there is no network anyway).
+# What dpkg and maintainer scripts need of root's power, and nothing else: file
+# ownership, modes and file capabilities anywhere in the tree, and switching to
+# a service user (su, runuser). No CAP_DAC_READ_SEARCH (CAP_DAC_OVERRIDE already
+# reads everything; its only extra is open_by_handle_at, which reaches files
+# outside the tree), no CAP_MKNOD (Debian packages ship no device nodes and an
+# OSTree commit cannot hold one), none of sandbox.FORBIDDEN_CAPS.
 DPKG_CAPS = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_SETFCAP", "CAP_SETGID", "CAP_SETUID", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SETFCAP",
+    "CAP_SETGID", "CAP_SETUID", "CAP_KILL", "CAP_AUDIT_WRITE",
 )  # fmt: skip
 POLICY_RC_D = (
     "#!/bin/sh\n# apt-ostree: services are not started while building a deployment.\nexit 101\n"
@@ -41,15 +48,59 @@ class MaintainerScriptError(AptOstreeError):
     pass
 
 
-def check_deb(path: Path) -> list[str]:
-    """The paths a .deb installs; refuse ones that escape the tree or that
-    an OSTree system cannot take (/usr/local, /boot)."""
+# Where apt-ostree writes, or what it binds into the sandbox, once dpkg has run
+# (as a package names them: /etc is /usr/etc in the tree, /opt is /var/opt). A
+# package whose symlink stands at one of them, or at a directory above one,
+# is refused: apt-ostree would have to write through it. Symlinks anywhere else
+# are ordinary (Debian ships many absolute ones) and resolve inside the tree.
+WRITTEN_AFTER_DPKG = (
+    "usr/lib/opt",
+    "usr/lib/tmpfiles.d",
+    "usr/lib/sysusers.d",
+    "usr/share/factory/var",
+    "usr/sbin/policy-rc.d",
+    "usr/lib/modules/*/initramfs.img",
+    DPKG_DB,
+    STATE_DIR,
+    # mount points of the scratch /var
+    "var/lib/dpkg",
+    *STATE_MOVES,
+)
+# Trees that apt-ostree fills itself: no symlink below them either.
+APT_OSTREE_TREES = ("usr/lib/opt", "usr/share/factory/var", DPKG_DB, STATE_DIR)
+# merged-/usr: a package's /lib/x is the tree's /usr/lib/x.
+_USR_ALIASES = ("bin/", "sbin/", "lib/", "lib32/", "lib64/", "libx32/")
+
+
+def link_in_the_way(rel: str) -> bool:
+    """Whether a symlink at the package path `rel` stands where apt-ostree writes."""
+    if rel.startswith(_USR_ALIASES):
+        rel = "usr/" + rel
+    if rel.startswith(tuple(f"{tree}/" for tree in APT_OSTREE_TREES)):
+        return True
+    parts = rel.split("/")
+    for protected in WRITTEN_AFTER_DPKG:
+        wanted = protected.split("/")
+        # `rel` is the protected path or a directory above it.
+        if len(parts) <= len(wanted) and all(
+            fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=False)
+        ):
+            return True
+    return False
+
+
+def check_deb(path: Path, label: str | None = None) -> list[str]:
+    """The paths a .deb installs; refuse ones that escape the tree, that an OSTree
+    system cannot take (/usr/local, /boot), and symlinks where apt-ostree writes after
+    dpkg (WRITTEN_AFTER_DPKG). Messages name the package as `label` (default: the
+    file's name)."""
+    shown = label or path.name
     try:
         proc = subprocess.run(
             ["dpkg-deb", "--fsys-tarfile", str(path)], capture_output=True, check=True
         )
     except subprocess.CalledProcessError as e:
-        raise DebError(f"{path.name} is not a valid .deb: {e.stderr.decode().strip()}") from e
+        raise DebError(f"{shown} is not a valid .deb: {e.stderr.decode().strip()}") from e
     names = []
     with tempfile.TemporaryFile() as f:
         f.write(proc.stdout)
@@ -59,14 +110,18 @@ def check_deb(path: Path) -> list[str]:
                 name = member.name
                 parts = Path(name).parts
                 if name.startswith("/") or ".." in parts:
-                    raise DebError(f"{path.name} has a file outside the tree: {name}")
-                if member.issym() or member.islnk():
-                    pass  # link targets are resolved inside the sandbox's root
+                    raise DebError(f"{shown} has a file outside the tree: {name}")
                 rel = name.removeprefix("./")
+                # Other link targets resolve inside the tree (sandbox, treefs).
+                if member.issym() and link_in_the_way(rel.rstrip("/")):
+                    raise DebError(
+                        f"{shown} installs /{rel} as a symlink to {member.linkname}:"
+                        " apt-ostree writes there after dpkg and writes through no symlink"
+                    )
                 if rel.startswith(("usr/local/", "boot/")) and not member.isdir():
                     top = "/usr/local" if rel.startswith("usr/local/") else "/boot"
                     raise DebError(
-                        f"{path.name} installs /{rel}: {top} is not part of the OSTree commit;"
+                        f"{shown} installs /{rel}: {top} is not part of the OSTree commit;"
                         " packages must install under /usr"
                     )
                 names.append("/" + rel)
@@ -81,34 +136,62 @@ class DpkgRoot:
     var: Path
 
     def binds(self) -> list[tuple[Path, str]]:
-        binds = [(self.root / "usr/etc", "/etc"), (self.var, "/var"),
-                 (self.root / DPKG_DB, "/var/lib/dpkg")]  # fmt: skip
-        for var_path, name in STATE_MOVES.items():
-            state = self.root / STATE_DIR / name
-            if state.is_dir():
-                binds.append((state, "/" + var_path))
+        """Writable binds into the sandbox. bwrap resolves a source on the host and a
+        destination under the new root before the sandbox starts: both are checked
+        to be real directories, with no symlink on the way, that the base or an
+        earlier dpkg run could have planted (it would bind a host directory)."""
+        try:
+            with Tree(self.root) as tree, Tree(self.var, shown_as="/var") as var:
+                binds = [(_bind_source(tree, "usr/etc"), "/etc"), (self.var, "/var"),
+                         (_bind_source(tree, DPKG_DB), "/var/lib/dpkg")]  # fmt: skip
+                for var_path, name in STATE_MOVES.items():
+                    if tree.exists(f"{STATE_DIR}/{name}"):
+                        binds.append((_bind_source(tree, f"{STATE_DIR}/{name}"), "/" + var_path))
+                for _, dest in binds[2:]:
+                    var.makedirs(dest.removeprefix("/var/"))
+        except TreeError as e:
+            raise DebError(
+                f"{e} in the tree: apt-ostree binds it into the sandbox and follows no"
+                " symlink out of the tree"
+            ) from e
         return binds
 
     def prepare(self) -> None:
-        for _, dest in self.binds()[2:]:
-            (self.var / dest.removeprefix("/var/")).mkdir(parents=True, exist_ok=True)
-        for d in ("tmp", "log", "cache", "lib", "spool", "opt", "usrlocal", "home", "roothome"):
-            (self.var / d).mkdir(exist_ok=True)
-        (self.var / "tmp").chmod(0o1777)
+        self.binds()
+        with Tree(self.var, shown_as="/var") as var:
+            for d in ("tmp", "log", "cache", "lib", "spool", "opt", "usrlocal", "home",
+                      "roothome"):  # fmt: skip
+                var.makedirs(d)
+            var.chmod("tmp", 0o1777)
+
+
+def _bind_source(tree: Tree, rel: str) -> Path:
+    path = tree.host_path(rel)
+    if not tree.is_dir(rel):
+        raise TreeError("/" + rel, "is not a directory")
+    return path
 
 
 @contextmanager
 def _policy_rc_d(root: Path) -> Iterator[None]:
-    path = root / "usr/sbin/policy-rc.d"
-    existed = path.exists() or path.is_symlink()
-    if existed:
-        raise DebError("the base commit has /usr/sbin/policy-rc.d; apt-ostree cannot layer on it")
-    path.write_text(POLICY_RC_D)
-    path.chmod(0o755)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
+    rel = "usr/sbin/policy-rc.d"
+    with Tree(root) as tree:
+        if tree.exists(rel):
+            raise DebError(
+                "the base commit has /usr/sbin/policy-rc.d; apt-ostree cannot layer on it"
+            )
+        try:
+            # Written and removed in place, never through a link (treefs).
+            tree.write_text(rel, POLICY_RC_D, mode=0o755)
+        except TreeError as e:
+            raise DebError(f"cannot write /{rel}: {e}") from e
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(TreeError):
+                tree.unlink(rel, missing_ok=True)
+            raise
+        tree.unlink(rel, missing_ok=True)
 
 
 def run_dpkg(

@@ -7,25 +7,31 @@ from pathlib import Path
 import apt_pkg
 
 from apt_ostree.debian.resolve import PackageInfo
+from apt_ostree.treefs import Tree
 
 # Where a composed tree keeps its dpkg database, and where a plain tree does.
 DPKG_DB_PATHS = ("usr/share/dpkg/database", "var/lib/dpkg")
 
 
-def dpkg_database(root: Path) -> Path | None:
-    for rel in DPKG_DB_PATHS:
-        if (root / rel / "status").is_file():
-            return root / rel
-    return None
-
-
 def installed_packages(root: Path) -> list[PackageInfo]:
-    """Every package dpkg considers installed in the tree at `root`, sorted."""
-    db = dpkg_database(root)
-    if db is None:
-        return []
+    """Every package dpkg considers installed in the tree at `root`, sorted.
+
+    The status file is read inside the tree, with no symlink on the way to it
+    (treefs.TreeError): what dpkg wrote there is what the commit records."""
+    with Tree(root) as tree:
+        for rel in DPKG_DB_PATHS:
+            # A link in place of the database is an entry too: open_file refuses it.
+            if not tree.exists(rel):
+                continue
+            try:
+                status_file = tree.open_file(f"{rel}/status")
+            except FileNotFoundError:
+                continue
+            break
+        else:
+            return []
     packages = []
-    with apt_pkg.TagFile(str(db / "status")) as tags:
+    with status_file, apt_pkg.TagFile(status_file) as tags:
         for section in tags:
             status = section.get("Status", "").split()
             if len(status) == 3 and status[2] == "installed":

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apt_ostree import machine_secrets
 from apt_ostree.debian.dpkg import DpkgRoot, check_deb, install_debs
 from apt_ostree.debian.dpkgdb import installed_packages
 from apt_ostree.debian.resolve import (
@@ -41,13 +42,13 @@ from apt_ostree.layout import (
     DPKG_DB,
     build_initramfs,
     convert_var,
-    remove_path,
     write_tmpfiles,
 )
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import NullReporter, Reporter
 from apt_ostree.system.origin import Origin
 from apt_ostree.system.sysroot import Sysroot
+from apt_ostree.treefs import Tree, TreeError
 
 BASE_KEY = "apt-ostree.base-checksum"
 PACKAGES_KEY = "apt-ostree.packages"
@@ -127,10 +128,41 @@ def _overlay(lower: Path, work: Path) -> Iterator[Path]:
 
 
 def _read_users(etc: Path, name: str) -> dict[str, str]:
-    path = etc / name
-    if not path.exists():
-        return {}
-    return {line.split(":", 1)[0]: line for line in path.read_text().splitlines() if ":" in line}
+    """The entries of the tree's /usr/etc/`name` (`etc`), read inside the tree: a
+    script may have made the file a link to anything, the host's files included."""
+    with Tree(etc.parent.parent) as tree:
+        text = tree.read_text(f"usr/etc/{name}") or ""
+    return {line.split(":", 1)[0]: line for line in text.splitlines() if ":" in line}
+
+
+def _give_accounts(merge_etc: Path, merged: Path) -> None:
+    """The machine's users and groups for the maintainer scripts, so that ids stay
+    stable, and nothing secret: passwd and group as the merge deployment has them
+    (else as the base has them), shadow and gshadow made from them with every
+    account locked and no hash. None of the four enters the commit (_collect_upper)."""
+    with Tree(merge_etc) as machine, Tree(merged) as tree:
+        passwd = machine.read_text("passwd") or tree.read_text("usr/etc/passwd") or ""
+        group = machine.read_text("group") or tree.read_text("usr/etc/group") or ""
+        tree.write_text("usr/etc/passwd", passwd)
+        tree.write_text("usr/etc/group", group)
+        tree.write_text("usr/etc/shadow", shadow_without_hashes(passwd), 0o640)
+        tree.write_text("usr/etc/gshadow", gshadow_without_hashes(group), 0o640)
+
+
+def shadow_without_hashes(passwd: str) -> str:
+    """A shadow file for `passwd`: `!*` (locked, no password), no aging."""
+    names = [line.split(":", 1)[0] for line in passwd.splitlines() if ":" in line]
+    return "".join(f"{name}:!*:::::::\n" for name in names)
+
+
+def gshadow_without_hashes(group: str) -> str:
+    """A gshadow file for `group`: no password, no administrators, the same members."""
+    lines = []
+    for line in group.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4:
+            lines.append(f"{fields[0]}:!::{fields[3]}\n")
+    return "".join(lines)
 
 
 def _sysusers_lines(
@@ -160,16 +192,18 @@ def _group_lines(before: dict[str, str], after: dict[str, str], users: dict[str,
     ]
 
 
-def _relocate_opt(root: Path, var: Path) -> list[str]:
-    """/opt/NAME (which is /var/opt/NAME) moves to /usr/lib/opt/NAME with a link."""
+def _relocate_opt(tree: Tree, var: Tree) -> list[str]:
+    """/opt/NAME (which is /var/opt/NAME) moves to /usr/lib/opt/NAME with a link.
+
+    A /var/opt that a script replaced by a symlink is not followed: convert_var
+    records the link as an `L` line. A symlink at /usr/lib/opt is refused."""
     lines = []
-    opt = var / "opt"
-    if opt.is_dir():
-        for entry in sorted(opt.iterdir()):
-            dest = root / "usr/lib/opt" / entry.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(entry, dest)
-            lines.append(f"L /var/opt/{entry.name} - - - - /usr/lib/opt/{entry.name}")
+    names = var.listdir("opt", strict=True) if var.is_dir("opt") else []
+    if names:
+        tree.makedirs("usr/lib/opt")
+    for name in names:
+        tree.move_from(var, f"opt/{name}", f"usr/lib/opt/{name}")
+        lines.append(f"L /var/opt/{name} - - - - /usr/lib/opt/{name}")
     return lines
 
 
@@ -181,36 +215,46 @@ def _collect_upper(upper: Path, lower: Path) -> list[str]:
     """Make `upper` committable: only /usr is kept (the rest are mount points that
     bubblewrap created, or /etc and /var which were bound elsewhere), overlayfs'
     whiteouts are returned as removals and its xattrs stripped."""
-    for entry in upper.iterdir():
-        if entry.name != "usr":
-            remove_path(entry)
-    # The machine's users were copied in for the scripts; the commit keeps the
-    # base's files (new users travel as sysusers.d lines).
-    for name in (*USER_FILES, *(f"{n}-" for n in USER_FILES), ".pwd.lock"):
-        path = upper / "usr/etc" / name
-        if path.exists() or path.is_symlink():
-            path.unlink()
+    with Tree(upper) as up, Tree(lower) as base:
+        for name in up.listdir():
+            if name != "usr":
+                up.remove(name)
+        # The machine's users were copied in for the scripts; the commit keeps the
+        # base's files (new users travel as sysusers.d lines).
+        for name in (*USER_FILES, *(f"{n}-" for n in USER_FILES), ".pwd.lock"):
+            if up.exists(f"usr/etc/{name}"):
+                up.remove(f"usr/etc/{name}")
+        return _strip_overlay(up, base)
+
+
+def _strip_overlay(up: Tree, base: Tree) -> list[str]:
     removals = []
-    for dirpath, dirnames, filenames in os.walk(upper):
+    for dirpath, dirnames, filenames, dirfd in up.walk():
         for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = str(path.relative_to(upper))
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            rel = os.path.normpath(f"{dirpath}/{name}")
             if _is_whiteout(st):
                 removals.append(rel)
-                path.unlink()
+                os.unlink(name, dir_fd=dirfd)
                 continue
+            # The xattr calls take no dir_fd; the fd's /proc entry names that directory.
+            path = f"/proc/self/fd/{dirfd}/{name}"
             try:
                 xattrs = os.listxattr(path, follow_symlinks=False)
             except OSError:
                 xattrs = []
             for attr in xattrs:
                 if attr.startswith("trusted.overlay."):
-                    if attr == "trusted.overlay.opaque" and (lower / rel).is_dir():
+                    if attr == "trusted.overlay.opaque" and _is_base_dir(base, rel):
                         # The directory replaces the base's: drop the base's first.
                         removals.append(rel)
                     os.removexattr(path, attr, follow_symlinks=False)
     return sorted(removals)
+
+
+def _is_base_dir(base: Tree, rel: str) -> bool:
+    st = base.stat(rel)
+    return st is not None and stat.S_ISDIR(st.st_mode)
 
 
 def _check_removals(removals: list[str], allowed: set[str]) -> None:
@@ -229,21 +273,27 @@ _USR_ALIASES = ("/etc/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/lib
 def _base_files_of(lower: Path, packages: list[str]) -> set[str]:
     """Every path that dpkg lists for `packages` in the base (they may be removed)."""
     paths: set[str] = set()
-    for name in packages:
-        for lst in (lower / DPKG_DB / "info").glob(f"{name}.list"):
-            paths.update(line.strip() for line in lst.read_text().splitlines() if line.strip())
-        for lst in (lower / DPKG_DB / "info").glob(f"{name}:*.list"):
-            paths.update(line.strip() for line in lst.read_text().splitlines() if line.strip())
+    info = f"{DPKG_DB}/info"
+    with Tree(lower) as base:
+        lists = base.listdir(info)
+        for name in packages:
+            for lst in lists:
+                if lst == f"{name}.list" or (lst.startswith(f"{name}:") and lst.endswith(".list")):
+                    text = base.read_text(f"{info}/{lst}") or ""
+                    paths.update(line.strip() for line in text.splitlines() if line.strip())
     # /etc/... files are /usr/etc/... in the commit, and merged-/usr makes
     # /bin/x (as bookworm's packages still list many files) /usr/bin/x.
     return paths | {"/usr" + p for p in paths if p.startswith(_USR_ALIASES)}
 
 
 def _needs_initramfs(upper: Path) -> bool:
-    return any(
-        (upper / p).exists()
-        for p in ("usr/lib/modules", "usr/lib/dracut", "usr/etc/dracut.conf.d", "usr/lib/firmware")
-    )
+    with Tree(upper) as up:
+        return any(
+            up.exists(p)
+            for p in (
+                "usr/lib/modules", "usr/lib/dracut", "usr/etc/dracut.conf.d", "usr/lib/firmware"
+            )
+        )  # fmt: skip
 
 
 def build_layer(
@@ -275,7 +325,7 @@ def build_layer(
         reporter.task_begin("Resolving packages")
         plan = resolve_layer(
             stanzas,
-            status_file=lower / DPKG_DB / "status",
+            status_file=_base_status(lower),
             arch=dpkg_arch(lower),
             statedir=cache / "apt",
             install=origin.requested_packages,
@@ -302,8 +352,8 @@ def build_layer(
         reporter.task_end(f"{len(debs)} packages")
         if download_only:
             return result
-        for deb in debs:
-            check_deb(deb)
+        for pkg, deb in zip(plan.install, debs, strict=True):
+            check_deb(deb, label=deb_filename(pkg))
         work = Path(
             tempfile.mkdtemp(prefix="apt-ostree-layer-", dir=sysroot.path / "ostree/repo/tmp")
         )
@@ -316,10 +366,21 @@ def build_layer(
     return result
 
 
+def _base_status(lower: Path) -> Path:
+    """The base's dpkg status file, for libapt-pkg (which takes a path): the base is
+    what an image made, and a link on the way would make apt read a host file."""
+    try:
+        with Tree(lower) as base:
+            return base.host_path(f"{DPKG_DB}/status")
+    except TreeError as e:
+        raise LayeringError(f"cannot layer packages on this base commit: {e}") from e
+
+
 def dpkg_arch(tree: Path) -> str:
-    arch_file = tree / DPKG_DB / "arch-native"
-    if arch_file.exists():
-        return arch_file.read_text().strip()
+    with Tree(tree) as t:
+        arch = t.read_text(f"{DPKG_DB}/arch-native")
+    if arch is not None:
+        return arch.strip()
     proc = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True)
     return proc.stdout.strip()
 
@@ -350,10 +411,7 @@ def _install_layer(
     var.mkdir()
     with _overlay(lower, work) as merged:
         etc = merged / "usr/etc"
-        # Users and groups as the machine has them, so that ids stay stable.
-        for name in USER_FILES:
-            if (merge_etc / name).exists():
-                shutil.copy2(merge_etc / name, etc / name)
+        _give_accounts(merge_etc, merged)
         users_before = _read_users(etc, "passwd")
         groups_before = _read_users(etc, "group")
         tree = DpkgRoot(merged, var)
@@ -369,25 +427,15 @@ def _install_layer(
         sysusers = _sysusers_lines(users_before, users_after, groups_after)
         sysusers += _group_lines(groups_before, groups_after, users_after)
         if sysusers:
-            conf = merged / SYSUSERS_CONF
-            conf.parent.mkdir(parents=True, exist_ok=True)
-            conf.write_text(
-                "# Users created while layering packages.\n" + "\n".join(sysusers) + "\n"
-            )
             result.new_users = [line.split()[1] for line in sysusers]
-        _check_var_toplevels(var)
-        links = _relocate_opt(merged, var)
-        if links:
-            write_tmpfiles(merged, "apt-ostree-layer-opt.conf", links)
-        convert_var(merged, var, conf="apt-ostree-layer-var.conf")
-        if _needs_initramfs(work / "upper"):
-            for kdir in sorted((merged / "usr/lib/modules").glob("*/vmlinuz")):
-                reporter.task_begin(f"Regenerating the initramfs for {kdir.parent.name}")
-                build_initramfs(merged, kdir.parent.name, [])
-                reporter.task_end()
-                result.regenerated_initramfs = True
-        result.packages = installed_packages(merged)
-    removals = _collect_upper(work / "upper", lower)
+        try:
+            _finish_tree(merged, var, work / "upper", sysusers, result, reporter)
+        except TreeError as e:
+            raise _refusal(e, work / "upper", plan) from e
+    try:
+        removals = _collect_upper(work / "upper", lower)
+    except TreeError as e:
+        raise _refusal(e, work / "upper", plan) from e
     replaced = [p for p in plan.install if p.replaces is not None]
     # A new version of a replaced package may drop some of its files.
     _check_removals(removals, _base_files_of(lower, removed + [p.name for p in replaced]))
@@ -414,6 +462,103 @@ def _install_layer(
     reporter.task_end(result.checksum)
 
 
+def _finish_tree(
+    merged: Path,
+    scratch_var: Path,
+    upper: Path,
+    sysusers: list[str],
+    result: LayerResult,
+    reporter: Reporter,
+) -> None:
+    """What apt-ostree does to the new tree after dpkg, as root outside the sandbox.
+
+    dpkg and the maintainer scripts made both the tree and its scratch /var: every
+    path resolves inside them (treefs), and a symlink where apt-ostree writes
+    (sysusers.d, tmpfiles.d, /usr/lib/opt, the factory, the initramfs) is refused.
+    """
+    with Tree(merged) as tree, Tree(scratch_var, shown_as="/var") as var:
+        if sysusers:
+            tree.makedirs(os.path.dirname(SYSUSERS_CONF))
+            tree.write_text(
+                SYSUSERS_CONF,
+                "# Users created while layering packages.\n" + "\n".join(sysusers) + "\n",
+            )
+        _strip_machine_secrets(tree, upper, reporter)
+        _check_var_toplevels(var)
+        links = _relocate_opt(tree, var)
+        if links:
+            write_tmpfiles(tree, "apt-ostree-layer-opt.conf", links)
+        convert_var(tree, var, conf="apt-ostree-layer-var.conf")
+        if _needs_initramfs(upper):
+            for kver in tree.listdir("usr/lib/modules", strict=True):
+                moddir = f"usr/lib/modules/{kver}"
+                if tree.stat(f"{moddir}/vmlinuz") is None:
+                    continue
+                # dracut writes it inside the sandbox; a link there is a package's doing.
+                if tree.is_link(f"{moddir}/initramfs.img"):
+                    raise TreeError(f"/{moddir}/initramfs.img", "is a symbolic link")
+                reporter.task_begin(f"Regenerating the initramfs for {kver}")
+                build_initramfs(merged, kver, [])
+                reporter.task_end()
+                result.regenerated_initramfs = True
+    result.packages = installed_packages(merged)
+
+
+def _strip_machine_secrets(tree: Tree, upper: Path, reporter: Reporter) -> None:
+    """Host keys and the like that the scripts generated stay out of the commit; the
+    machine makes its own at boot (machine_secrets.py, docs/security.md)."""
+    with Tree(upper) as up:
+        if not up.is_dir("usr/etc"):
+            return
+        new = [
+            "/etc/" + os.path.normpath(os.path.join(dirpath, name))
+            for dirpath, dirnames, filenames, _ in up.walk("usr/etc")
+            for name in dirnames + filenames
+        ]
+    secrets = machine_secrets.strip_machine_secrets(
+        tree, "usr/etc", machine_secrets.owned_paths(tree, DPKG_DB), new,
+        conf="apt-ostree-layer.conf",
+    )  # fmt: skip
+    machine_secrets.report(secrets, reporter)
+
+
+def deb_filename(pkg: PlannedPackage) -> str:
+    """The package's .deb file name as Debian names it (and as a user's file usually is);
+    local .debs are stored under their sha256, which means nothing to the user."""
+    return f"{pkg.name}_{pkg.version.split(':', 1)[-1]}_{pkg.arch}.deb"
+
+
+def _owners(upper: Path, path: str) -> set[str]:
+    """The packages whose dpkg file list in the new tree names `path` (or its /etc,
+    /opt alias as dpkg knows it)."""
+    aliases = {path}
+    for stored, as_listed in (("/usr/etc/", "/etc/"), ("/var/opt/", "/opt/")):
+        if (path + "/").startswith(stored):
+            aliases.add((as_listed + path[len(stored) :]).rstrip("/"))
+    info = f"{DPKG_DB}/info"
+    owners = set()
+    with Tree(upper) as up:
+        for name in up.listdir(info):
+            if name.endswith(".list"):
+                listed = set((up.read_text(f"{info}/{name}") or "").splitlines())
+                if aliases & listed:
+                    owners.add(name.removesuffix(".list").split(":", 1)[0])
+    return owners
+
+
+def _refusal(e: TreeError, upper: Path, plan: LayerPlan) -> LayeringError:
+    """The one-line refusal of a layer whose tree has a link where apt-ostree writes:
+    it names the package that ships the link, else every package of the transaction
+    (a maintainer script made it)."""
+    owners = _owners(upper, e.path)
+    packages = [p for p in plan.install if p.name in owners] or plan.install
+    files = ", ".join(deb_filename(p) for p in packages)
+    return LayeringError(
+        f"cannot layer {files}: {e} in the new tree; apt-ostree writes nothing through a"
+        " symlink and follows none out of the tree"
+    )
+
+
 def _replacements_variant(replaced: list[PlannedPackage]) -> Any:
     from apt_ostree.ostree import GLib
 
@@ -426,9 +571,8 @@ def _packages_variant(packages: list[PackageInfo]) -> Any:
     return GLib.Variant("a(sss)", [(p.name, p.version, p.arch) for p in packages])
 
 
-def _check_var_toplevels(var: Path) -> None:
-    local = var / "usrlocal"
-    if local.is_dir() and any(local.iterdir()):
+def _check_var_toplevels(var: Tree) -> None:
+    if var.is_dir("usrlocal") and var.listdir("usrlocal", strict=True):
         raise LayeringError(
             "a package wrote to /usr/local, which is /var/usrlocal on an OSTree system;"
             " it cannot be layered"
