@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.debianbase",
     "tests.fixtures.layerpkgs",
     "tests.fixtures.selfdeb",
+    "tests.fixtures.daemon",
 ]
 
 # Fast tests first, so that a broken change fails within minutes (and `-x` stops

@@ -3,9 +3,37 @@ the daemon turns into D-Bus signals."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import TextIO
+
+from apt_ostree.cancel import check_cancelled
+
+_FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
+BAR_WIDTH = 20
+
+
+def fraction_of(text: str) -> tuple[int, int] | None:
+    """The first "done/total" in a progress text (objects, bytes, packages)."""
+    match = _FRACTION.search(text)
+    if not match or int(match.group(2)) == 0:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def percent_of(text: str) -> int:
+    """A percentage from the first "done/total" in a progress text; 0 without one."""
+    fraction = fraction_of(text)
+    return 0 if fraction is None else min(100, fraction[0] * 100 // fraction[1])
+
+
+def progress_bar(text: str) -> str:
+    """` [#####               ]  25%` for a text with a "done/total"; empty without."""
+    if fraction_of(text) is None:
+        return ""
+    percent = percent_of(text)
+    return f" [{'#' * (percent * BAR_WIDTH // 100):<{BAR_WIDTH}}] {percent:3d}%"
 
 
 class Reporter:
@@ -29,7 +57,9 @@ class Reporter:
             print(f"[{self._elapsed()}] {text}", file=self.stream, flush=True)
 
     def task_begin(self, name: str) -> None:
-        """Start a step; steps nest (a step may run sub-steps)."""
+        """Start a step; steps nest (a step may run sub-steps). A safe point: a
+        cancelled transaction stops here (apt_ostree.cancel)."""
+        check_cancelled()
         self._tasks.append((name, time.monotonic()))
         self.info(f"{name}...")
 
@@ -41,11 +71,14 @@ class Reporter:
         self.info(f"{name}: done in {time.monotonic() - start:.1f}s{suffix}")
 
     def progress(self, text: str) -> None:
-        """A transient line (downloads, counters); overwritten on a terminal."""
+        """A transient line (downloads, counters); overwritten on a terminal. A safe
+        point, as task_begin."""
+        check_cancelled()
         if self.quiet:
             return
         if self.stream.isatty():
-            print(f"\r\x1b[K[{self._elapsed()}] {text}", end="", file=self.stream, flush=True)
+            line = f"[{self._elapsed()}] {text}{progress_bar(text)}"
+            print(f"\r\x1b[K{line}", end="", file=self.stream, flush=True)
         else:
             print(f"[{self._elapsed()}] {text}", file=self.stream, flush=True)
 

@@ -13,8 +13,13 @@ on a copy-on-write overlay of it; the tests of a firmware run in file order on
 that VM, as an administrator would: status; apt-ostreed over the system bus;
 install (with openssh-server: its host keys are made at boot, never
 committed, and kept by the upgrade) and reboot; kargs and reboot; edit /etc,
-upgrade and reboot; rollback and reboot. BIOS also gets a power cut between
-upgrade and reboot and a staged deployment whose finalization fails (a full
+upgrade and reboot; rollback and reboot. Every command goes through apt-ostreed
+on the system bus, authorized by the real polkitd. BIOS also gets: a user that
+a polkit rules file lets layer packages, and one that is refused; an install
+interrupted with Ctrl-C and an upgrade cancelled from a second session, which
+leave the deployments as they were; a power cut between upgrade and reboot;
+the upgrade staged by apt-ostreed-automatic.timer (AutomaticUpdatePolicy=stage)
+instead of by hand; and a staged deployment whose finalization fails (a full
 /boot). Times are printed (run with -s).
 """
 
@@ -73,6 +78,11 @@ SSH = "openssh-server"
 LAYERED = sorted([PACKAGE, SSH])
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 LS_ETC_SSH = "ostree --repo=/ostree/repo ls -R {} /usr/etc/ssh"
+# A polkit rule of the administrator: user `tester` may layer packages by name.
+GRANT_RULES = (
+    'polkit.addRule(function(action, subject) { if (subject.user == "tester" &&'
+    ' action.id == "org.aptostree.dev.install-uninstall-packages") return polkit.Result.YES; });'
+)
 # What the update commit adds on top of the image's commit.
 UPDATE_MARKER = "usr/share/apt-ostree-test/update"
 # Both root filesystems of `compose disk-image --root-fs` boot: one per firmware.
@@ -261,6 +271,31 @@ def mount_updates(vm: VM) -> None:
     vm.run(f"mountpoint -q {UPDATES} || {{ {mount}; }}")
 
 
+def use_updates_apt_source(vm: VM) -> None:
+    """The image's sources point at the archive it was composed from; this machine
+    has no network, only the second disk."""
+    mount_updates(vm)
+    vm.run("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*")
+    source = ["Types: deb", f"URIs: file:{UPDATES}/apt/", "Suites: fixture",
+              "Components: main", f"Signed-By: {UPDATES}/apt/keyring.gpg"]  # fmt: skip
+    lines = " ".join(f"'{line}'" for line in source)
+    vm.run(f"printf '%s\\n' {lines} > /etc/apt/sources.list.d/updates.sources")
+
+
+def run_until(vm: VM, command: str, line: str, then: str, *, timeout: int = 900) -> str:
+    """Start `command` in the background (its own process group, as from a terminal),
+    wait until its output has `line`, run `then` (where $pid is the command's),
+    wait for the command; its output then `exit=STATUS`."""
+    script = (
+        f"set -m; {command} >/tmp/bg.log 2>&1 & pid=$!; n=0;"
+        f" until grep -q '{line}' /tmp/bg.log; do"
+        f"  sleep 0.2; n=$((n+1)); [ $n -lt {timeout * 5} ] || break;"
+        "  kill -0 $pid 2>/dev/null || break; done;"
+        f" {then}; wait $pid; status=$?; cat /tmp/bg.log; echo exit=$status"
+    )
+    return vm.run(script, timeout=timeout + 120)
+
+
 def test_boots_to_multi_user(vm: VM) -> None:
     assert vm.run("systemctl is-active multi-user.target") == "active"
     assert vm.run("findmnt -n -o FSTYPE /sysroot") == ROOT_FS[vm.firmware]
@@ -290,34 +325,69 @@ def test_boot_menu_is_the_generated_one(vm: VM) -> None:
     assert vm.run("grep -c ^menuentry /boot/loader/grub.cfg") == "1"
 
 
-def test_tools_drive_apt_ostreed_over_the_system_bus(vm: VM) -> None:
+def test_the_cli_drives_apt_ostreed_over_the_system_bus(vm: VM) -> None:
     # The first call activates the daemon (D-Bus activation, apt-ostreed.service).
     reply = vm.run(f"busctl --json=short call {BUS} {BUS_SYSROOT} {BUS}.Sysroot GetStatus")
     via_bus = json.loads(json.loads(reply)["data"][0])
     assert via_bus["deployments"] == status(vm)
     assert vm.run("systemctl is-active apt-ostreed.service") == "active"
-    # A transaction through the client library, as a tool would: stage, then drop it.
-    client = "from apt_ostree.client.dbus import DaemonClient; c = DaemonClient(); c"
-    step(vm, "KernelArgs over D-Bus", f"python3 -c '{client}.kernel_args(append=[\"via=dbus\"])'")
+    # The CLI is a client: the transaction runs in apt-ostreed (its journal says so).
+    step(vm, "apt-ostree kargs (through apt-ostreed)", "apt-ostree kargs --append=via=dbus")
+    journal = vm.run("journalctl -b -u apt-ostreed.service -o cat --no-pager")
+    assert "KernelArgs of debian by" in journal and "succeeded" in journal
     staged = status(vm)[0]
     assert staged["staged"] and "via=dbus" in staged["kernel-arguments"]
-    vm.run(f"python3 -c '{client}.cleanup([\"pending\"])'")
+    vm.run("apt-ostree cleanup -p")
     assert not any(d["staged"] for d in status(vm))
-    # Changes are for root only (polkit is not there yet); reading is for everyone.
-    denied = vm.run(f"setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c '{client}"
-                    f".cleanup([\"pending\"])'", check=False)  # fmt: skip
-    assert "only root may" in denied
+    # Reading is for everyone; a change needs polkit's yes, which nobody does not get.
+    nobody = "cd / && setpriv --reuid=nobody --regid=nogroup --clear-groups apt-ostree"
+    assert json.loads(vm.run(f"{nobody} status --json"))["deployments"] == status(vm)
+    denied = vm.run(f"{nobody} cleanup -p", check=False)
+    assert "error: not authorized: org.aptostree.dev.cleanup" in denied
+
+
+def test_polkit_lets_a_granted_user_install_and_refuses_the_others(vm: VM) -> None:
+    if vm.firmware != "bios":
+        pytest.skip("polkit does not depend on the firmware: run once, on BIOS")
+    use_updates_apt_source(vm)
+    before = vm.run("apt-ostree status --json")
+    # The administrator grants package layering (by name) to one user.
+    vm.run("useradd --no-create-home tester")
+    vm.run(f"printf '%s\\n' {GRANT_RULES!r} > /etc/polkit-1/rules.d/50-apt-ostree-test.rules")
+    tester = "cd / && setpriv --reuid=tester --regid=tester --init-groups apt-ostree"
+    nobody = "cd / && setpriv --reuid=nobody --regid=nogroup --clear-groups apt-ostree"
+    refused = vm.run(f"{nobody} install {PACKAGE}", check=False)
+    assert refused.splitlines()[-1] == (
+        "error: not authorized: org.aptostree.dev.install-uninstall-packages (uid 65534;"
+        " authentication required)"
+    )
+    assert vm.run("apt-ostree status --json") == before
+    step(vm, f"apt-ostree install {PACKAGE} (as a user granted by polkit)",
+         f"{tester} install {PACKAGE}")  # fmt: skip
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["requested-packages"] == [PACKAGE]
+    # The grant is for package layering only.
+    refused = vm.run(f"{tester} cleanup -p", check=False)
+    assert "error: not authorized: org.aptostree.dev.cleanup (uid" in refused
+    vm.run("apt-ostree cleanup -p && rm /etc/polkit-1/rules.d/50-apt-ostree-test.rules")
+    assert vm.run("apt-ostree status --json") == before
+
+
+def test_install_interrupted_with_ctrl_c_leaves_status_as_it_was(vm: VM) -> None:
+    if vm.firmware != "bios":
+        pytest.skip("cancelling does not depend on the firmware: run once, on BIOS")
+    use_updates_apt_source(vm)
+    before = vm.run("apt-ostree status --json")
+    out = run_until(vm, f"apt-ostree install {PACKAGE}", "Resolving packages", "kill -INT $pid")
+    assert out.splitlines()[-1] == "exit=130" and "error: interrupted" in out, out
+    assert vm.run("apt-ostree status --json") == before
+    # Nothing is left mounted or locked: the next change goes through.
+    assert vm.run("findmnt -n -t overlay -o TARGET | grep -c apt-ostree || true") == "0"
+    assert "State: idle" in vm.run("apt-ostree status")
 
 
 def test_install_from_the_second_disk_is_layered_after_reboot(vm: VM, image: Image) -> None:
-    mount_updates(vm)
-    # The image's sources point at the archive it was composed from; this machine
-    # has no network, only the second disk.
-    vm.run("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*")
-    source = ["Types: deb", f"URIs: file:{UPDATES}/apt/", "Suites: fixture",
-              "Components: main", f"Signed-By: {UPDATES}/apt/keyring.gpg"]  # fmt: skip
-    lines = " ".join(f"'{line}'" for line in source)
-    vm.run(f"printf '%s\\n' {lines} > /etc/apt/sources.list.d/updates.sources")
+    use_updates_apt_source(vm)
     install = f"apt-ostree install {' '.join(LAYERED)}"
     step(vm, install, install)
     deployments = status(vm)
@@ -351,6 +421,21 @@ def test_kargs_append_is_on_the_kernel_command_line_after_reboot(vm: VM) -> None
     assert vm.run("grep -c ^menuentry /boot/loader/grub.cfg") == "2"
 
 
+def test_cancel_from_a_second_session_stops_a_running_upgrade(vm: VM) -> None:
+    if vm.firmware != "bios":
+        pytest.skip("cancelling does not depend on the firmware: run once, on BIOS")
+    before = status(vm)
+    mount_updates(vm)
+    # The layer is rebuilt on the new base: cancel while it resolves the packages.
+    out = run_until(vm, "apt-ostree upgrade", "Resolving packages",
+                    "apt-ostree cancel > /tmp/cancel.log 2>&1")  # fmt: skip
+    assert out.splitlines()[-1] == "exit=1" and "error: cancelled" in out, out
+    assert vm.run("cat /tmp/cancel.log").startswith("Cancelled: upgrade by pid ")
+    after = status(vm)
+    assert [d["id"] for d in after] == [d["id"] for d in before]
+    assert not any(d["staged"] for d in after)
+
+
 def test_power_cut_between_upgrade_and_reboot_boots_the_old_deployment(vm: VM) -> None:
     if vm.firmware != "bios":
         pytest.skip("the power cut does not depend on the firmware: run once, on BIOS")
@@ -368,11 +453,43 @@ def test_power_cut_between_upgrade_and_reboot_boots_the_old_deployment(vm: VM) -
     assert vm.status(f"test -e /{UPDATE_MARKER}") != 0
 
 
+def stage_by_the_automatic_timer(vm: VM, updates: Updates) -> None:
+    """AutomaticUpdatePolicy=stage, and the timer made to fire now: it stages the update."""
+    assert vm.run("systemctl is-enabled apt-ostreed-automatic.timer") in ("static", "enabled")
+    assert vm.run("systemctl is-active apt-ostreed-automatic.timer") == "active"
+    # The earlier (cancelled, then power-cut) upgrades fetched the update: it is known.
+    update = json.loads(vm.run("apt-ostree status --json"))["cached-update"]
+    assert update["checksum"] == updates.checksum and not update["staged"]
+    assert "AvailableUpdate:" in vm.run("apt-ostree status")
+    vm.run("printf '[Daemon]\\nAutomaticUpdatePolicy=stage\\n' > /etc/apt-ostree/apt-ostreed.conf")
+    vm.run("apt-ostree reload")
+    # The service waits for network-online.target, and this machine has no network:
+    # systemd-networkd-wait-online would give up only after two minutes.
+    vm.run("systemctl mask --runtime systemd-networkd-wait-online.service")
+    dropin = "/run/systemd/system/apt-ostreed-automatic.timer.d"
+    vm.run(f"mkdir -p {dropin} && printf '[Timer]\\nOnActiveSec=1s\\nRandomizedDelaySec=0\\n'"
+           f" > {dropin}/now.conf && systemctl daemon-reload"
+           " && systemctl restart apt-ostreed-automatic.timer")  # fmt: skip
+    start = time.monotonic()
+    finished = "systemctl show -P ExecMainExitTimestampMonotonic apt-ostreed-automatic.service"
+    while vm.run(finished) in ("", "0"):
+        assert time.monotonic() - start < 900, vm.run("journalctl -u apt-ostreed-automatic -o cat")
+        time.sleep(5)
+    timed(f"{vm.firmware}: apt-ostreed-automatic.service (stage)", start)
+    assert vm.run("systemctl show -P ExecMainStatus apt-ostreed-automatic.service") == "0"
+    vm.run(f"rm -r {dropin} && systemctl unmask --runtime systemd-networkd-wait-online.service"
+           " && systemctl daemon-reload")  # fmt: skip
+    assert json.loads(vm.run("apt-ostree status --json"))["cached-update"]["staged"]
+
+
 def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: Updates) -> None:
     before = booted(status(vm))
     vm.run(f"echo '{ETC_EDIT}' >> /etc/motd && sync")
     mount_updates(vm)
-    step(vm, "apt-ostree upgrade", "apt-ostree upgrade")
+    if vm.firmware == "bios":
+        stage_by_the_automatic_timer(vm, updates)
+    else:
+        step(vm, "apt-ostree upgrade", "apt-ostree upgrade")
     staged = status(vm)[0]
     assert staged["staged"] and staged["version"] == updates.version
     reboot(vm)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from apt_ostree.client.local import locked_sysroot, open_sysroot
+from apt_ostree.cli.db import format_diff_block
+from apt_ostree.client import Request, open_client
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
-
-if TYPE_CHECKING:
-    from apt_ostree.ostree.sysroot import DeploymentInfo
-    from apt_ostree.system.sysroot import Sysroot
+from apt_ostree.reporter import Reporter
 
 REBOOT_HINT = 'Run "systemctl reboot" to start a reboot'
 
@@ -22,6 +20,7 @@ def register(sub: Any) -> None:
         " (booted: the deployment before the booted one, or the booted one if a pending"
         " deployment is on top; offline: the second deployment). Nothing is deleted.",
     )  # fmt: skip
+    rollback.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
     rollback.add_argument(
         "-r", "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
@@ -50,6 +49,7 @@ def register(sub: Any) -> None:
         "--import-proc-cmdline", action="store_true",
         help="start from /proc/cmdline (the booted deployment) instead of the boot entry",
     )  # fmt: skip
+    kargs.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
     kargs.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 if nothing changed"
     )
@@ -63,6 +63,7 @@ def register(sub: Any) -> None:
         description="Removed deployments' objects are pruned; every deployment's commit"
         " and every ref stays.",
     )  # fmt: skip
+    cleanup.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
     cleanup.add_argument(
         "-p", "--pending", action="store_true", help="remove the pending (staged) deployment"
     )
@@ -78,6 +79,20 @@ def register(sub: Any) -> None:
     )
     cleanup.set_defaults(func=cmd_cleanup)
 
+    cancel = sub.add_parser(
+        "cancel", help="cancel the active transaction of apt-ostreed",
+        description="Ask apt-ostreed to stop the transaction it runs (anyone's: another"
+        " caller's needs polkit's org.aptostree.dev.cancel) and wait until it has. The"
+        " transaction stops at its next safe point, before the new deployment is written;"
+        " a transaction past that point finishes.",
+    )  # fmt: skip
+    cancel.set_defaults(func=cmd_cancel)
+
+    reload = sub.add_parser(
+        "reload", help="make apt-ostreed read its configuration and the sysroot again",
+    )  # fmt: skip
+    reload.set_defaults(func=cmd_reload)
+
 
 def _size(n: int) -> str:
     """Decimal units, as ostree prints sizes (GLib's format_size, with a plain space)."""
@@ -89,76 +104,65 @@ def _size(n: int) -> str:
     return f"{value:.1f} {units[0]}"
 
 
-def _package_diff(sysroot: Sysroot, old: DeploymentInfo, new: DeploymentInfo) -> list[str]:
-    """The package changes between two deployments; empty if a commit has no package list."""
-    from apt_ostree.cli.db import format_diff_block
-    from apt_ostree.system.db import DbError, diff_commits
-
-    try:
-        return format_diff_block(diff_commits(sysroot.repo, old.checksum, new.checksum))
-    except DbError:
-        return []
-
-
 # -- rollback -----------------------------------------------------------------------
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from apt_ostree.system.rollback import rollback
-    from apt_ostree.system.sysroot import reboot
-
-    with locked_sysroot(args.sysroot) as sysroot:
-        if args.reboot:
-            sysroot.require_booted_for_reboot()
-        result = rollback(sysroot)
-        new = result.new_default
-        print(f"Moving '{new.checksum}.{new.serial}' to be first deployment")
-        if not args.quiet:
-            for line in _package_diff(sysroot, result.current, new):
-                print(line)
+    client = open_client(args.sysroot)
     if args.reboot:
-        reboot()
-    elif sysroot.booted:
+        client.require_booted_for_reboot()
+    result = client.transact(Request("Rollback", [], {}, osname=args.osname), _reporter(args))
+    new = result["new"]
+    print(f"Moving '{new['checksum']}.{new['serial']}' to be first deployment")
+    if not args.quiet and result["diff"] is not None:
+        for line in format_diff_block(result["diff"]):
+            print(line)
+    if args.reboot:
+        client.reboot()
+    elif result["booted"]:
         print(REBOOT_HINT)
     return 0
+
+
+def _reporter(args: argparse.Namespace) -> Reporter:
+    return Reporter(quiet=args.quiet)
 
 
 # -- kargs --------------------------------------------------------------------------
 
 
 def cmd_kargs(args: argparse.Namespace) -> int:
-    from apt_ostree.system.kargs import KargsEdit, change_kargs, show_kargs
-    from apt_ostree.system.sysroot import reboot
-
     if args.import_proc_cmdline and args.deploy_index is not None:
         raise AptOstreeError("--import-proc-cmdline and --deploy-index cannot be used together")
-    edit = KargsEdit(
-        append=args.append, append_if_missing=args.append_if_missing, delete=args.delete,
-        delete_if_present=args.delete_if_present, replace=args.replace,
-    )  # fmt: skip
-    if edit.empty:
+    edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present,
+             args.replace)  # fmt: skip
+    client = open_client(args.sysroot)
+    if not any(edits):
         if args.reboot:
             raise AptOstreeError("--reboot needs a change of the kernel arguments")
-        sysroot = open_sysroot(args.sysroot)
-        kargs = show_kargs(
-            sysroot, index=args.deploy_index, import_proc_cmdline=args.import_proc_cmdline
-        )
-        print(kargs)
+        print(client.kernel_args(
+            args.osname, index=args.deploy_index, import_proc_cmdline=args.import_proc_cmdline
+        ))  # fmt: skip
         return 0
-    edit.validate()
-    with locked_sysroot(args.sysroot) as sysroot:
-        if args.reboot:
-            sysroot.require_booted_for_reboot()
-        result = change_kargs(
-            sysroot, edit, index=args.deploy_index, import_proc_cmdline=args.import_proc_cmdline
-        )
-    if not result.changed:
+    if args.reboot:
+        client.require_booted_for_reboot()
+    options: dict[str, Any] = {
+        "append-if-missing": args.append_if_missing,
+        "delete-if-present": args.delete_if_present,
+        "replace": args.replace,
+        "import-proc-cmdline": args.import_proc_cmdline,
+    }
+    if args.deploy_index is not None:
+        options["deploy-index"] = args.deploy_index
+    request = Request("KernelArgs", [args.append, args.delete], options, osname=args.osname)
+    result = client.transact(request, _reporter(args))
+    if not result["changed"]:
         print("Kernel arguments unchanged")
         return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
     print("Kernel arguments updated.")
     if args.reboot:
-        reboot()
-    elif sysroot.booted:
+        client.reboot()
+    elif result["booted"]:
         print(REBOOT_HINT)
     return 0
 
@@ -167,25 +171,40 @@ def cmd_kargs(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from apt_ostree.system.cleanup import CleanupError, CleanupRequest, cleanup
-
-    req = CleanupRequest(
-        pending=args.pending, rollback=args.rollback, base=args.base, repomd=args.repomd
-    )
-    if req.empty:
-        raise CleanupError("nothing to clean up: give at least one of -p, -r, -b, -m")
-    with locked_sysroot(args.sysroot) as sysroot:
-        result = cleanup(sysroot, req)
-    for role, d in result.removed:
-        print(f"Removed {role} deployment {d.osname} {d.checksum}.{d.serial}")
-    for d in result.kept_pinned:
-        print(f"Kept pinned deployment {d.osname} {d.checksum}.{d.serial}")
-    if (req.pending or req.rollback) and not result.removed:
+    what = [w for w in ("pending", "rollback", "base", "repomd") if getattr(args, w)]
+    if not what:
+        raise AptOstreeError("nothing to clean up: give at least one of -p, -r, -b, -m")
+    client = open_client(args.sysroot)
+    result = client.transact(Request("Cleanup", [what], {}, osname=args.osname), _reporter(args))
+    for d in result["removed"]:
+        print(f"Removed {d['role']} deployment {d['osname']} {d['checksum']}.{d['serial']}")
+    for d in result["kept-pinned"]:
+        print(f"Kept pinned deployment {d['osname']} {d['checksum']}.{d['serial']}")
+    if result["deployments-asked"] and not result["removed"]:
         print("Deployments unchanged.")
-    if result.pruned:
-        print(f"Freed: {_size(result.bytes_freed)} ({result.objects_pruned} objects)")
-        if result.local_debs_removed:
-            print(f"Removed {result.local_debs_removed} stored local packages no deployment uses")
-    if result.cache_bytes_freed is not None:
-        print(f"Freed cached metadata: {_size(result.cache_bytes_freed)}")
+    if result["pruned"]:
+        print(f"Freed: {_size(result['bytes-freed'])} ({result['objects-pruned']} objects)")
+        if result["local-debs-removed"]:
+            print(
+                f"Removed {result['local-debs-removed']} stored local packages no deployment uses"
+            )
+    if result["cache-bytes-freed"] is not None:
+        print(f"Freed cached metadata: {_size(result['cache-bytes-freed'])}")
+    return 0
+
+
+# -- cancel, reload -----------------------------------------------------------------
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    cancelled = open_client(args.sysroot).cancel()
+    if cancelled is None:
+        print("No active transaction.")
+    elif not args.quiet:
+        print(f"Cancelled: {cancelled}")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    open_client(args.sysroot).reload()
     return 0

@@ -1,4 +1,5 @@
-"""`db list|diff|version`: packages from commit metadata, no checkout."""
+"""`db list|diff|version`: packages from commit metadata, no checkout; and the
+renderers of package diffs that other commands print too."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from apt_ostree.client.local import open_sysroot
-
-if TYPE_CHECKING:
-    from apt_ostree.ostree import OSTree
-    from apt_ostree.system.db import Package, PackageDiff, Revision
-    from apt_ostree.system.sysroot import Sysroot
+from apt_ostree.client import open_client
 
 FORMATS = ("block", "diff", "json")
+# rpm-ostree's RpmOstreePackageDiffTypes
+ADDED, REMOVED, UPGRADED, DOWNGRADED = 0, 1, 2, 3
+
+# A package as the client gives it: [name, version, arch].
+Package = list[str]
 
 
 def register(sub: Any) -> None:
@@ -64,125 +65,101 @@ def register(sub: Any) -> None:
     version.set_defaults(func=cmd_version)
 
 
-class _Context:
-    """The repository revisions are looked up in; the sysroot only when a default needs it."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from apt_ostree.system.db import open_repo
-
-        self._args = args
-        self._sysroot: Sysroot | None = None
-        self.repo: OSTree.Repo = open_repo(args.repo) if args.repo else self.sysroot.repo
-
-    @property
-    def sysroot(self) -> Sysroot:
-        if self._sysroot is None:
-            self._sysroot = open_sysroot(self._args.sysroot)
-        return self._sysroot
+# -- package diffs (the plain form of system.db.diff_to_json) ----------------------------
 
 
-def _header(label: str, rev: Revision) -> str:
-    if rev.desc == rev.checksum:
-        return f"{label}{rev.checksum}"
-    return f"{label}{rev.desc} ({rev.checksum})"
+def nevra(p: Package) -> str:
+    """One token for the package, as rpm-ostree prints NEVRAs: name_version_arch."""
+    return f"{p[0]}_{p[1]}_{p[2]}"
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from apt_ostree.system.db import (
-        commit_packages,
-        current_revision,
-        is_revision,
-        match_packages,
-        resolve_revision,
-    )
-
-    ctx = _Context(args)
-    # As rpm-ostree: arguments are revisions up to the first that is not one.
-    revs = []
-    for i, arg in enumerate(args.args):
-        if not is_revision(ctx.repo, arg):
-            patterns = args.args[i:]
-            break
-        revs.append(resolve_revision(ctx.repo, arg))
-    else:
-        patterns = []
-    if not revs:
-        revs = [current_revision(ctx.sysroot, ctx.repo)]
-    for rev in revs:
-        print(_header("ostree commit: ", rev))
-        for p in match_packages(commit_packages(ctx.repo, rev.checksum), patterns):
-            print(f" {p.nevra}")
-    return 0
+def _label(diff: dict[str, Any], p: Package) -> str:
+    return f"{p[0]}:{p[2]}" if p[0] in diff["multiarch"] else p[0]
 
 
 def _version(p: Package, other: Package) -> str:
     """The version, with the architecture when that is what changed."""
-    return p.version if p.arch == other.arch else f"{p.version} ({p.arch})"
+    return p[1] if p[2] == other[2] else f"{p[1]} ({p[2]})"
 
 
-def format_diff_block(diff: PackageDiff) -> list[str]:
+def diff_summary(diff: dict[str, Any]) -> str:
+    counts = [(len(diff[k]), k) for k in ("upgraded", "downgraded", "removed", "added")]
+    return ", ".join(f"{n} {what}" for n, what in counts if n) or "no package changes"
+
+
+def format_diff_block(diff: dict[str, Any]) -> list[str]:
     """rpm-ostree's multi-line blocks: Upgraded, Downgraded, Removed, Added."""
     lines = []
-    for title, pairs in (("Upgraded", diff.upgraded), ("Downgraded", diff.downgraded)):
-        if pairs:
+    for title, key in (("Upgraded", "upgraded"), ("Downgraded", "downgraded")):
+        if diff[key]:
             lines.append(f"{title}:")
-            lines += [f"  {diff.label(a)} {_version(a, b)} -> {_version(b, a)}" for a, b in pairs]
-    for title, singles in (("Removed", diff.removed), ("Added", diff.added)):
-        if singles:
+            lines += [
+                f"  {_label(diff, a)} {_version(a, b)} -> {_version(b, a)}" for a, b in diff[key]
+            ]
+    for title, key in (("Removed", "removed"), ("Added", "added")):
+        if diff[key]:
             lines.append(f"{title}:")
-            lines += [f"  {p.nevra}" for p in singles]
+            lines += [f"  {nevra(p)}" for p in diff[key]]
     return lines
 
 
-def format_diff_lines(diff: PackageDiff) -> list[str]:
+def format_diff_lines(diff: dict[str, Any]) -> list[str]:
     """rpm-ostree's `--format=diff`, by package name: `!old` `=new`, `-removed`, `+added`."""
     entries: list[tuple[Package, list[str]]] = [
-        *((a, [f"!{a.nevra}", f"={b.nevra}"]) for a, b in diff.upgraded + diff.downgraded),
-        *((p, [f"-{p.nevra}"]) for p in diff.removed),
-        *((p, [f"+{p.nevra}"]) for p in diff.added),
+        *((a, [f"!{nevra(a)}", f"={nevra(b)}"]) for a, b in diff["upgraded"] + diff["downgraded"]),
+        *((p, [f"-{nevra(p)}"]) for p in diff["removed"]),
+        *((p, [f"+{nevra(p)}"]) for p in diff["added"]),
     ]
     return [line for _, lines in sorted(entries, key=lambda e: e[0]) for line in lines]
 
 
-def diff_json(old: Revision, new: Revision, diff: PackageDiff) -> dict[str, Any]:
+def diff_json(old: dict[str, str], new: dict[str, str], diff: dict[str, Any]) -> dict[str, Any]:
     """rpm-ostree's JSON: pkgdiff entries are [name, type, {PreviousPackage, NewPackage}],
     type 0 added, 1 removed, 2 upgraded, 3 downgraded; packages are [name, version, arch]."""
-    from apt_ostree.system.db import diff_entries
-
+    entries: list[tuple[str, int, Package | None, Package | None]] = [
+        *((a[0], UPGRADED, a, b) for a, b in diff["upgraded"]),
+        *((a[0], DOWNGRADED, a, b) for a, b in diff["downgraded"]),
+        *((p[0], REMOVED, p, None) for p in diff["removed"]),
+        *((p[0], ADDED, None, p) for p in diff["added"]),
+    ]
     pkgdiff = []
-    for name, kind, previous, new_pkg in diff_entries(diff):
+    for name, kind, previous, new_pkg in sorted(entries, key=lambda e: (e[1], e[0])):
         detail = {}
         if previous is not None:
-            detail["PreviousPackage"] = [previous.name, previous.version, previous.arch]
+            detail["PreviousPackage"] = list(previous)
         if new_pkg is not None:
-            detail["NewPackage"] = [new_pkg.name, new_pkg.version, new_pkg.arch]
+            detail["NewPackage"] = list(new_pkg)
         pkgdiff.append([name, kind, detail])
     return {
-        "ostree-commit-from": old.checksum,
-        "ostree-commit-to": new.checksum,
+        "ostree-commit-from": old["checksum"],
+        "ostree-commit-to": new["checksum"],
         "pkgdiff": pkgdiff,
         "advisories": [],
     }
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
-    from apt_ostree.system.db import (
-        current_revision,
-        default_diff,
-        diff_commits,
-        resolve_revision,
-    )
+# -- the commands ---------------------------------------------------------------------
 
-    ctx = _Context(args)
-    if args.to_rev is not None:
-        old = resolve_revision(ctx.repo, args.from_rev)
-        new = resolve_revision(ctx.repo, args.to_rev)
-    elif args.from_rev is not None:
-        new = resolve_revision(ctx.repo, args.from_rev)
-        old = current_revision(ctx.sysroot, ctx.repo, base=args.base)
-    else:
-        old, new = default_diff(ctx.sysroot, ctx.repo, base=args.base)
-    diff = diff_commits(ctx.repo, old.checksum, new.checksum)
+
+def _header(label: str, rev: dict[str, str]) -> str:
+    if rev["desc"] == rev["checksum"]:
+        return f"{label}{rev['checksum']}"
+    return f"{label}{rev['desc']} ({rev['checksum']})"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for rev in open_client(args.sysroot).db_list(args.args, args.repo):
+        print(_header("ostree commit: ", rev))
+        for p in rev["packages"]:
+            print(f" {p}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    found = open_client(args.sysroot).db_diff(
+        args.from_rev, args.to_rev, base=args.base, repo=args.repo
+    )
+    old, new, diff = found["from"], found["to"], found["diff"]
     if args.format == "json":
         json.dump(diff_json(old, new, diff), sys.stdout, indent=2)
         print()
@@ -196,18 +173,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from apt_ostree.system.db import (
-        commit_packages,
-        current_revision,
-        dpkg_db_version,
-        resolve_revision,
-    )
-
-    ctx = _Context(args)
-    revs = [resolve_revision(ctx.repo, rev) for rev in args.revs]
-    if not revs:
-        revs = [current_revision(ctx.sysroot, ctx.repo)]
-    for rev in revs:
+    for rev in open_client(args.sysroot).db_version(args.revs, args.repo):
         print(_header("ostree commit: ", rev))
-        print(f"  dpkgdbv is: {dpkg_db_version(commit_packages(ctx.repo, rev.checksum))}")
+        print(f"  dpkgdbv is: {rev['dpkgdbv']}")
     return 0

@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from apt_ostree.cli.db import format_diff_block
-from apt_ostree.client.local import locked_sysroot, open_sysroot
+from apt_ostree.cli.db import diff_summary, format_diff_block
+from apt_ostree.client import Client, Request, open_client, open_local_packages
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
-
-if TYPE_CHECKING:
-    from apt_ostree.system.packages import PackageChange
-    from apt_ostree.system.upgrade import Outcome
 
 
 def register(sub: Any) -> None:
@@ -28,6 +24,11 @@ def register(sub: Any) -> None:
     mode.add_argument(
         "--preview", action="store_true",
         help="show the package changes of the available update; deploy nothing",
+    )  # fmt: skip
+    mode.add_argument(
+        "--trigger-automatic-update-policy", action="store_true",
+        help="do what apt-ostreed's AutomaticUpdatePolicy says: nothing, check or stage"
+        " (what apt-ostreed-automatic.service runs)",
     )  # fmt: skip
     p.add_argument(
         "--allow-downgrade", action="store_true",
@@ -92,134 +93,144 @@ def _common(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _package_change(args: argparse.Namespace) -> PackageChange | None:
-    """The --install/--uninstall request, applied in the same transaction; None without."""
+def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
+    """The --install/--uninstall options, applied in the same transaction."""
     from apt_ostree.cli.packages import is_local_deb
-    from apt_ostree.system.packages import PackageChange
 
-    if not args.install and not args.uninstall:
-        return None
-    return PackageChange(
-        install=[p for p in args.install if not is_local_deb(p)],
-        install_local=[Path(p).resolve() for p in args.install if is_local_deb(p)],
-        uninstall=args.uninstall,
-    )
+    options: dict[str, Any] = {}
+    names = [p for p in args.install if not is_local_deb(p)]
+    local = [p for p in args.install if is_local_deb(p)]
+    if names:
+        options["install-packages"] = names
+    if local:
+        options["install-local-packages"] = open_local_packages(local)
+    if args.uninstall:
+        options["uninstall-packages"] = list(args.uninstall)
+    return options
 
 
 def _when(timestamp: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def _check_reboot(args: argparse.Namespace) -> None:
-    if getattr(args, "reboot", False):
-        open_sysroot(args.sysroot).require_booted_for_reboot()
+def _label(new: dict[str, Any]) -> str:
+    return new["checksum"] + (f" (version {new['version']})" if new["version"] else "")
 
 
-def _print_deployed(outcome: Outcome, reboot: bool) -> None:
-    from apt_ostree.system.upgrade import version_of
-
-    version = version_of(outcome.new)
-    label = outcome.new.checksum + (f" (version {version})" if version else "")
-    for line in format_diff_block(outcome.diff):
+def _print_deployed(result: dict[str, Any], reboot: bool) -> None:
+    label = _label(result["new"])
+    for line in format_diff_block(result["diff"]):
         print(line)
-    if outcome.staged:
-        print(f"Staged {label} as the next boot's deployment of {outcome.osname}")
+    if result["staged"]:
+        print(f"Staged {label} as the next boot's deployment of {result['osname']}")
         if not reboot:
             print('Run "systemctl reboot" to start a reboot')
     else:
-        print(f"Deployed {label} as the default deployment of {outcome.osname}")
+        print(f"Deployed {label} as the default deployment of {result['osname']}")
 
 
-def _finish(args: argparse.Namespace, outcome: Outcome, unchanged_message: str) -> int:
-    from apt_ostree.system.sysroot import reboot
-
-    if not outcome.changed:
+def _finish(
+    args: argparse.Namespace, client: Client, result: dict[str, Any], unchanged_message: str
+) -> int:
+    if not result["changed"]:
         print(unchanged_message)
         return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
-    _print_deployed(outcome, args.reboot)
+    _print_deployed(result, args.reboot)
     if args.reboot:
-        reboot()
+        client.reboot()
     return 0
 
 
-def cmd_upgrade(args: argparse.Namespace) -> int:
-    from apt_ostree.system.upgrade import check_update, upgrade
+def _open(args: argparse.Namespace) -> Client:
+    client = open_client(args.sysroot)
+    if getattr(args, "reboot", False):
+        client.require_booted_for_reboot()
+    return client
 
-    _check_reboot(args)
-    change = _package_change(args)
-    if change is not None and (args.check or args.preview):
-        raise AptOstreeError("--install and --uninstall cannot be used with --check or --preview")
-    reporter = Reporter(quiet=args.quiet)
-    with locked_sysroot(args.sysroot) as sysroot:
-        osname = args.osname or sysroot.default_osname()
-        if args.check or args.preview:
-            outcome = check_update(
-                sysroot, osname, allow_downgrade=args.allow_downgrade, reporter=reporter
-            )
+
+def _print_available(result: dict[str, Any], preview: bool) -> None:
+    new = result["new"]
+    print("AvailableUpdate:")
+    if new["version"]:
+        print(f"{'Version':>15}: {new['version']} ({_when(new['timestamp'])})")
+    print(f"{'Commit':>15}: {new['checksum']}")
+    print(f"{'Diff':>15}: {diff_summary(result['diff'])}")
+    if preview:
+        for line in format_diff_block(result["diff"]):
+            print(line)
+
+
+def _trigger_automatic_update(args: argparse.Namespace) -> int:
+    if args.install or args.uninstall or args.allow_downgrade:
+        raise AptOstreeError(
+            "--trigger-automatic-update-policy takes no --install, --uninstall or"
+            " --allow-downgrade: the policy says what to do"
+        )
+    client = _open(args)
+    request = Request("AutomaticUpdateTrigger", [], {}, osname=args.osname)
+    result = client.transact(request, Reporter(quiet=args.quiet))
+    if result["policy"] == "none":
+        print("Automatic updates are not enabled; exiting...")
+        return 0
+    if result["policy"] == "check":
+        if result["changed"]:
+            _print_available(result, preview=False)
         else:
-            outcome = upgrade(
-                sysroot, osname, allow_downgrade=args.allow_downgrade, reporter=reporter,
-                change=change,
-            )  # fmt: skip
-    if args.check or args.preview:
-        if not outcome.changed:
+            print("No updates available.")
+        return 0
+    return _finish(args, client, result, "No upgrade available.")
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    if args.trigger_automatic_update_policy:
+        return _trigger_automatic_update(args)
+    check = args.check or args.preview
+    if check and (args.install or args.uninstall):
+        raise AptOstreeError("--install and --uninstall cannot be used with --check or --preview")
+    client = _open(args)
+    options: dict[str, Any] = {"allow-downgrade": args.allow_downgrade}
+    if check:
+        options["check"] = True
+    options.update(_modifiers(args))
+    request = Request("Upgrade", [], options, osname=args.osname)
+    result = client.transact(request, Reporter(quiet=args.quiet))
+    if check:
+        if not result["changed"]:
             print("No updates available.")
             return EXIT_UNCHANGED
-        version = outcome.new.metadata.get("version")
-        print("AvailableUpdate:")
-        if version:
-            print(f"{'Version':>15}: {version} ({_when(outcome.new.timestamp)})")
-        print(f"{'Commit':>15}: {outcome.new.checksum}")
-        print(f"{'Diff':>15}: {outcome.diff.summary()}")
-        if args.preview:
-            for line in format_diff_block(outcome.diff):
-                print(line)
+        _print_available(result, args.preview)
         return 0
-    return _finish(args, outcome, "No upgrade available.")
+    return _finish(args, client, result, "No upgrade available.")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from apt_ostree.system.upgrade import deploy_revision
-
-    _check_reboot(args)
-    reporter = Reporter(quiet=args.quiet)
-    with locked_sysroot(args.sysroot) as sysroot:
-        outcome = deploy_revision(
-            sysroot,
-            args.osname or sysroot.default_osname(),
-            args.revision,
-            skip_branch_check=args.skip_branch_check,
-            reporter=reporter,
-            change=_package_change(args),
-        )
-    return _finish(args, outcome, f"No change: {outcome.new.checksum} is already deployed.")
+    client = _open(args)
+    options: dict[str, Any] = {"skip-branch-check": args.skip_branch_check, **_modifiers(args)}
+    request = Request("Deploy", [args.revision], options, osname=args.osname)
+    result = client.transact(request, Reporter(quiet=args.quiet))
+    new = result["new"]["checksum"]
+    return _finish(args, client, result, f"No change: {new} is already deployed.")
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
-    from apt_ostree.system.upgrade import current_state, rebase, rebase_target
-
-    _check_reboot(args)
-    reporter = Reporter(quiet=args.quiet)
-    with locked_sysroot(args.sysroot) as sysroot:
-        osname = args.osname or sysroot.default_osname()
-        origin = current_state(sysroot, osname).origin
-        refspec = rebase_target(origin, args.refspec, args.branch, args.remote)
-        outcome = rebase(
-            sysroot, osname, refspec, args.revision, skip_purge=args.skip_purge,
-            reporter=reporter, change=_package_change(args),
-        )  # fmt: skip
-    print(f"Rebased from {origin.refspec} to {refspec}")
-    return _finish(args, outcome, "No change.")
+    client = _open(args)
+    options: dict[str, Any] = {"skip-purge": args.skip_purge, **_modifiers(args)}
+    if args.branch is not None:
+        options["branch"] = args.branch
+    if args.remote is not None:
+        options["remote"] = args.remote
+    request = Request(
+        "Rebase", [args.refspec or "", args.revision or ""], options, osname=args.osname
+    )
+    result = client.transact(request, Reporter(quiet=args.quiet))
+    print(f"Rebased from {result['from']} to {result['to']}")
+    return _finish(args, client, result, "No change.")
 
 
 def cmd_remote_add(args: argparse.Namespace) -> int:
-    from apt_ostree.system.remote import add_remote
-
-    with locked_sysroot(args.sysroot) as sysroot:
-        imported = add_remote(
-            sysroot, args.name, args.url, gpg_verify=not args.no_gpg_verify,
-            gpg_keys=args.gpg_import,
-        )  # fmt: skip
+    imported = open_client(args.sysroot).remote_add(
+        args.name, args.url, gpg_verify=not args.no_gpg_verify, gpg_keys=args.gpg_import
+    )
     if not args.quiet:
         keys = f"; {imported} GPG key(s) imported" if args.gpg_import else ""
         verify = "off" if args.no_gpg_verify else "on"
@@ -228,18 +239,13 @@ def cmd_remote_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remote_list(args: argparse.Namespace) -> int:
-    from apt_ostree.system.remote import list_remotes
-
-    for remote in list_remotes(open_sysroot(args.sysroot)):
-        print(f"{remote.name:<14} {remote.url}" if args.show_urls else remote.name)
+    for name, url in open_client(args.sysroot).remote_list():
+        print(f"{name:<14} {url}" if args.show_urls else name)
     return 0
 
 
 def cmd_remote_delete(args: argparse.Namespace) -> int:
-    from apt_ostree.system.remote import delete_remote
-
-    with locked_sysroot(args.sysroot) as sysroot:
-        delete_remote(sysroot, args.name)
+    open_client(args.sysroot).remote_delete(args.name)
     if not args.quiet:
         print(f'Deleted remote "{args.name}"')
     return 0

@@ -22,6 +22,8 @@ COMMANDS = {
     "rollback": "admin",
     "kargs": "admin",
     "cleanup": "admin",
+    "cancel": "admin",
+    "reload": "admin",
     "db": "db",
     "compose": "compose",
     "install": "packages",
@@ -54,8 +56,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
     parser.add_argument(
-        "--sysroot", type=Path, default=Path("/"),
-        help="work on the OSTree sysroot at PATH (default: the booted system)",
+        "--sysroot", type=Path, default=None, metavar="PATH",
+        help="work on the OSTree sysroot at PATH, in-process"
+        " (default: the booted system, through apt-ostreed)",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     command = _command_of(sys.argv[1:] if argv is None else argv)

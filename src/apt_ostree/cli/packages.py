@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from apt_ostree.client.local import locked_sysroot, open_sysroot
+from apt_ostree.client import Client, Request, open_client, open_local_packages
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
-
-if TYPE_CHECKING:
-    from apt_ostree.system.packages import PackageChange, PackageOutcome
 
 REBOOT_HINT = 'Run "systemctl reboot" to start a reboot'
 
@@ -74,77 +70,69 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_refresh_md)
 
 
-def _run(args: argparse.Namespace, change: PackageChange) -> int:
-    from apt_ostree.system.packages import change_packages
-
+def _run(args: argparse.Namespace, install: list[str], uninstall: list[str],
+         options: dict[str, Any]) -> int:  # fmt: skip
+    client = open_client(args.sysroot)
     if args.reboot:
-        open_sysroot(args.sysroot).require_booted_for_reboot()
-    reporter = Reporter(quiet=args.quiet)
-    with locked_sysroot(args.sysroot) as sysroot:
-        outcome = change_packages(
-            sysroot,
-            args.osname or sysroot.default_osname(),
-            change,
-            dry_run=args.dry_run,
-            download_only=args.download_only,
-            cache_only=args.cache_only,
-            reporter=reporter,
-        )
-    return _report(args, outcome)
+        client.require_booted_for_reboot()
+    for flag in ("dry_run", "download_only", "cache_only", "idempotent"):
+        if getattr(args, flag):
+            options[flag.replace("_", "-")] = True
+    request = Request("PkgChange", [install, uninstall], options, osname=args.osname)
+    result = client.transact(request, Reporter(quiet=args.quiet))
+    return _report(args, client, result)
 
 
-def _report(args: argparse.Namespace, outcome: PackageOutcome) -> int:
-    if not outcome.changed:
+def _report(args: argparse.Namespace, client: Client, result: dict[str, Any]) -> int:
+    if not result["changed"]:
         print("No change.")
         return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
-    if outcome.layer is not None:
-        plan = outcome.layer.plan
-        added = [p for p in plan.install if p.replaces is None]
-        replaced = [p for p in plan.install if p.replaces is not None]
+    layer = result["layer"]
+    if layer is not None:
+        added = [p for p in layer["install"] if p["replaces"] is None]
+        replaced = [p for p in layer["install"] if p["replaces"] is not None]
         if added:
             print("Added:" if not args.dry_run else "Will add:")
             for p in added:
-                print(f"  {p.name} {p.version} ({p.arch})")
+                print(f"  {p['name']} {p['version']} ({p['arch']})")
         if replaced:
             print("Replaced:" if not args.dry_run else "Will replace:")
             for p in replaced:
-                print(f"  {p.name} {p.replaces} -> {p.version}")
-        if plan.remove:
+                print(f"  {p['name']} {p['replaces']} -> {p['version']}")
+        if layer["remove"]:
             print("Removed:" if not args.dry_run else "Will remove:")
-            for r in plan.remove:
-                print(f"  {r.name} {r.version}")
-        if plan.inactive:
-            print(f"Inactive requests (already in the base): {', '.join(plan.inactive)}")
+            for r in layer["remove"]:
+                print(f"  {r['name']} {r['version']}")
+        if layer["inactive"]:
+            print(f"Inactive requests (already in the base): {', '.join(layer['inactive'])}")
         if args.dry_run:
-            print(f"Download size: {_size(plan.download_size)}")
+            print(f"Download size: {_size(layer['download-size'])}")
             print("Exiting because of --dry-run")
             return 0
         if args.download_only:
             print("Exiting because of --download-only")
             return 0
-        if outcome.layer.new_users:
-            print(f"Users created: {', '.join(outcome.layer.new_users)}")
+        if layer["new-users"]:
+            print(f"Users created: {', '.join(layer['new-users'])}")
     elif args.dry_run or args.download_only:
         print("Will remove every layered package and override")
         return 0
-    if outcome.staged:
-        print(f"Staged deployment {outcome.checksum}")
+    if result["staged"]:
+        print(f"Staged deployment {result['checksum']}")
         if not args.reboot:
             print(REBOOT_HINT)
     else:
-        print(f"Deployed {outcome.checksum}")
+        print(f"Deployed {result['checksum']}")
     if args.reboot:
-        from apt_ostree.system.sysroot import reboot
-
-        reboot()
+        client.reboot()
     return 0
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1000  # type: ignore[assignment]
+        n = n / 1000
     return f"{n} B"
 
 
@@ -154,84 +142,68 @@ def is_local_deb(arg: str) -> bool:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from apt_ostree.system.packages import PackageChange
-
     names = [p for p in args.packages if not is_local_deb(p)]
-    change = PackageChange(
-        install=names,
-        install_local=[Path(p).resolve() for p in args.packages if is_local_deb(p)],
-        allow_inactive=args.allow_inactive,
-        idempotent=args.idempotent,
-    )
-    return _run(args, change)
+    local = [p for p in args.packages if is_local_deb(p)]
+    options: dict[str, Any] = {}
+    if local:
+        options["install-local-packages"] = open_local_packages(local)
+    if args.allow_inactive:
+        options["allow-inactive"] = True
+    return _run(args, names, [], options)
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    from apt_ostree.system.packages import PackageChange
-
     if not args.packages and not args.all:
         raise AptOstreeError("name packages to uninstall, or use --all")
-    return _run(args, PackageChange(uninstall=args.packages, uninstall_all=args.all,
-                                    idempotent=args.idempotent))  # fmt: skip
+    return _run(args, [], list(args.packages), {"uninstall-all": True} if args.all else {})
 
 
 def cmd_override_remove(args: argparse.Namespace) -> int:
-    from apt_ostree.system.packages import PackageChange
-
-    return _run(args, PackageChange(remove_base=args.packages, idempotent=args.idempotent))
+    return _run(args, [], [], {"override-remove": list(args.packages)})
 
 
 def cmd_override_replace(args: argparse.Namespace) -> int:
-    from apt_ostree.system.packages import PackageChange
-
     names = [p for p in args.packages if not is_local_deb(p)]
     if names:
         raise AptOstreeError(
             f'override replace takes local .deb files, not package names: "{names[0]}"'
         )
-    return _run(args, PackageChange(replace_local=[Path(p).resolve() for p in args.packages]))
+    return _run(args, [], [], {"override-replace-local": open_local_packages(args.packages)})
 
 
 def cmd_override_reset(args: argparse.Namespace) -> int:
-    from apt_ostree.system.packages import PackageChange
-
     if not args.packages and not args.all:
         raise AptOstreeError("name packages whose override to reset, or use --all")
-    return _run(args, PackageChange(reset_removals=args.packages,
-                                    reset_all_overrides=args.all))  # fmt: skip
+    options: dict[str, Any] = {"override-reset-all": True} if args.all else {}
+    if args.packages:
+        options["override-reset"] = list(args.packages)
+    return _run(args, [], [], options)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    from apt_ostree.system.packages import PackageChange
-
     both = not args.overlays and not args.overrides
-    change = PackageChange(reset_layering=both or args.overlays,
-                           reset_all_overrides=both or args.overrides)  # fmt: skip
-    return _run(args, change)
+    options: dict[str, Any] = {}
+    if both or args.overlays:
+        options["reset-layering"] = True
+    if both or args.overrides:
+        options["override-reset-all"] = True
+    return _run(args, [], [], options)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from apt_ostree.system.search import search
-
-    sysroot = open_sysroot(args.sysroot)
     reporter = Reporter(quiet=args.quiet)
-    results = search(sysroot, args.osname or sysroot.default_osname(), args.terms,
-                     reporter=reporter)  # fmt: skip
+    results = open_client(args.sysroot).search(args.osname, args.terms, reporter)
     if not results:
         print("No matches found.")
         return 0
-    for result in results:
-        print(f"{result.name} - {result.summary}" if result.summary else result.name)
+    for name, _version, summary in results:
+        print(f"{name} - {summary}" if summary else name)
     return 0
 
 
 def cmd_refresh_md(args: argparse.Namespace) -> int:
-    from apt_ostree.system.search import refresh
-
-    reporter = Reporter(quiet=args.quiet)
-    with locked_sysroot(args.sysroot) as sysroot:
-        refresh(sysroot, args.osname or sysroot.default_osname(), force=args.force,
-                reporter=reporter)  # fmt: skip
+    request = Request("RefreshMd", [], {"force": args.force}, osname=args.osname)
+    open_client(args.sysroot).transact(request, Reporter(quiet=args.quiet))
     if not args.quiet:
         print("Package indexes are up to date.")
     return 0

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from apt_ostree.client.local import open_sysroot
+from apt_ostree.client import open_client
 from apt_ostree.errors import EXIT_UNCHANGED
 
 
@@ -31,8 +31,18 @@ def _field(name: str, value: str) -> str:
     return f"{name:>26}: {value}"
 
 
+def describe_transaction(t: dict[str, Any]) -> str:
+    """`upgrade by pid 1234`, as apt-ostreed's Busy message says it."""
+    caller = t.get("caller") or {}
+    who = f"pid {caller['pid']}" if caller.get("pid") is not None else caller.get("bus-name", "?")
+    return f"{t['command']} by {who}"
+
+
 def render_text(status: dict[str, Any], verbose: bool) -> str:
-    lines = ["State: idle"]
+    transaction = status.get("transaction")
+    lines = ["State: busy" if transaction else "State: idle"]
+    if transaction:
+        lines.append(f"Transaction: {describe_transaction(transaction)}")
     failure = status.get("finalize-failure")
     if failure:
         # As rpm-ostree words it; the staged deployment of that boot is gone.
@@ -76,27 +86,45 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
         inactive = [p for p in d["requested-packages"] if p not in d["packages"]]
         if inactive:
             lines.append(_field("InactiveRequests", " ".join(inactive)))
+    update = status.get("cached-update")
+    if update:
+        lines += ["", *render_update(update)]
     return "\n".join(lines)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from apt_ostree.system.status import sysroot_status
+def render_update(update: dict[str, Any]) -> list[str]:
+    """The available update, as `upgrade --check` prints it, and whether it is staged."""
+    from apt_ostree.cli.db import diff_summary
 
-    sysroot = open_sysroot(args.sysroot)
-    status = sysroot_status(sysroot, booted_only=args.booted)
+    lines = ["AvailableUpdate:"]
+    if update["version"]:
+        lines.append(f"{'Version':>15}: {update['version']} ({_when(update['timestamp'])})")
+    lines.append(f"{'Commit':>15}: {update['checksum']}")
+    lines.append(f"{'Diff':>15}: {diff_summary(update['diff'])}")
+    if update["staged"]:
+        lines.append(f"{'Staged':>15}: yes")
+    return lines
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = open_client(args.sysroot).status()
+    if args.booted:
+        status["deployments"] = [d for d in status["deployments"] if d["booted"]]
     if args.json:
         json.dump(status, sys.stdout, indent=2)
         print()
     else:
         print(render_text(status, args.verbose))
-    if args.pending_exit_77 and _pending(status, sysroot.booted):
+    if args.pending_exit_77 and _pending(status):
         return EXIT_UNCHANGED
     return 0
 
 
-def _pending(status: dict[str, Any], booted: bool) -> bool:
-    """A deployment waits for the next boot: staged, or a default that is not booted."""
+def _pending(status: dict[str, Any]) -> bool:
+    """A deployment waits for the next boot: staged, or (booted system) a default that
+    is not the booted one."""
     deployments = status["deployments"]
     if not deployments:
         return False
+    booted = any(d["booted"] for d in deployments)
     return bool(deployments[0]["staged"] or (booted and not deployments[0]["booted"]))

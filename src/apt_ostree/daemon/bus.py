@@ -5,6 +5,8 @@ Shared by the daemon and by `apt_ostree.client.dbus`; docs/dbus.md documents it.
 
 from __future__ import annotations
 
+from apt_ostree.requests import METHODS
+
 BUS_NAME = "org.aptostree.dev"
 PREFIX = "/org/aptostree/dev"
 SYSROOT_PATH = f"{PREFIX}/Sysroot"
@@ -45,40 +47,58 @@ def transaction_path(number: int) -> str:
     return f"{TRANSACTION_PATH_PREFIX}{number}"
 
 
+def _os_methods() -> str:
+    """The transaction methods, from the one table the client and the daemon share."""
+    out = []
+    for m in METHODS.values():
+        args = "".join(
+            f'\n      <arg type="{kind}" name="{name}" direction="in"/>' for name, kind in m.args
+        )
+        out.append(
+            f'    <method name="{m.name}">{args}\n'
+            '      <arg type="a{sv}" name="options" direction="in"/>\n'
+            '      <arg type="o" name="transaction" direction="out"/>\n'
+            "    </method>"
+        )
+    return "\n".join(out)
+
+
 INTROSPECTION = f"""
 <node>
   <interface name="{SYSROOT_INTERFACE}">
     <method name="GetStatus">
       <arg type="s" name="status" direction="out"/>
     </method>
+    <method name="Reload"/>
+    <method name="DbList">
+      <arg type="as" name="args" direction="in"/>
+      <arg type="s" name="result" direction="out"/>
+    </method>
+    <method name="DbDiff">
+      <arg type="s" name="from" direction="in"/>
+      <arg type="s" name="to" direction="in"/>
+      <arg type="a{{sv}}" name="options" direction="in"/>
+      <arg type="s" name="result" direction="out"/>
+    </method>
+    <method name="DbVersion">
+      <arg type="as" name="revisions" direction="in"/>
+      <arg type="s" name="result" direction="out"/>
+    </method>
     <property name="Booted" type="b" access="read"/>
     <property name="Path" type="s" access="read"/>
+    <property name="DefaultOS" type="o" access="read"/>
     <property name="ActiveTransaction" type="o" access="read"/>
+    <property name="AutomaticUpdatePolicy" type="s" access="read"/>
   </interface>
   <interface name="{OS_INTERFACE}">
-    <method name="Upgrade">
+{_os_methods()}
+    <method name="GetKernelArgs">
       <arg type="a{{sv}}" name="options" direction="in"/>
-      <arg type="o" name="transaction" direction="out"/>
+      <arg type="s" name="kargs" direction="out"/>
     </method>
-    <method name="Rollback">
-      <arg type="a{{sv}}" name="options" direction="in"/>
-      <arg type="o" name="transaction" direction="out"/>
-    </method>
-    <method name="KernelArgs">
-      <arg type="as" name="append" direction="in"/>
-      <arg type="as" name="delete" direction="in"/>
-      <arg type="a{{sv}}" name="options" direction="in"/>
-      <arg type="o" name="transaction" direction="out"/>
-    </method>
-    <method name="PkgChange">
-      <arg type="as" name="install" direction="in"/>
-      <arg type="as" name="uninstall" direction="in"/>
-      <arg type="a{{sv}}" name="options" direction="in"/>
-      <arg type="o" name="transaction" direction="out"/>
-    </method>
-    <method name="Cleanup">
-      <arg type="as" name="what" direction="in"/>
-      <arg type="o" name="transaction" direction="out"/>
+    <method name="Search">
+      <arg type="as" name="terms" direction="in"/>
+      <arg type="s" name="result" direction="out"/>
     </method>
     <property name="Name" type="s" access="read"/>
   </interface>
@@ -86,6 +106,9 @@ INTROSPECTION = f"""
     <method name="Start"/>
     <method name="Cancel"/>
     <signal name="Message">
+      <arg type="s" name="text"/>
+    </signal>
+    <signal name="Info">
       <arg type="s" name="text"/>
     </signal>
     <signal name="TaskBegin">
@@ -97,6 +120,9 @@ INTROSPECTION = f"""
     <signal name="PercentProgress">
       <arg type="s" name="text"/>
       <arg type="u" name="percent"/>
+    </signal>
+    <signal name="Result">
+      <arg type="s" name="document"/>
     </signal>
     <signal name="Finished">
       <arg type="b" name="success"/>

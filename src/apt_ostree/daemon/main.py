@@ -11,6 +11,7 @@ from typing import Any
 
 from apt_ostree import __version__
 from apt_ostree.daemon.bus import BUS_NAME
+from apt_ostree.daemon.config import CONFIG_PATH
 from apt_ostree.daemon.service import Daemon
 from apt_ostree.daemon.transaction import log
 from apt_ostree.errors import AptOstreeError
@@ -30,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bus", default="system", metavar="system|session|ADDRESS",
         help="the bus to serve on: system (default), session, or a D-Bus address",
+    )  # fmt: skip
+    parser.add_argument(
+        "--config", type=Path, default=CONFIG_PATH, metavar="FILE",
+        help=f"the configuration file (default {CONFIG_PATH})",
     )  # fmt: skip
     parser.add_argument(
         "--idle-exit", type=int, default=60, metavar="SECONDS",
@@ -63,14 +68,17 @@ def serve(args: argparse.Namespace) -> None:
         raise AptOstreeError("--idle-exit must be 0 (never) or a number of seconds")
     # Fail at start, not at the first call, when the sysroot is not one.
     sysroot = Sysroot(args.sysroot)
+    recover_leftovers(args.sysroot)
     osnames = sorted({d.osname for d in sysroot.deployments()})
+    default_osname = sysroot.default_osname() if osnames else ""
     connection = connect(args.bus)
     loop = GLib.MainLoop()
     daemon = Daemon(
-        connection, args.sysroot, booted=sysroot.booted, idle_exit=args.idle_exit, loop=loop
-    )
+        connection, args.sysroot, booted=sysroot.booted, idle_exit=args.idle_exit, loop=loop,
+        config_path=args.config,
+    )  # fmt: skip
     del sysroot
-    daemon.publish(osnames)
+    daemon.publish(osnames, default_osname)
     daemon.own_name()
 
     def on_closed(*_args: Any) -> None:
@@ -82,6 +90,24 @@ def serve(args: argparse.Namespace) -> None:
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, daemon.terminate)
     log(f"serving {args.sysroot} as {BUS_NAME} on the {args.bus} bus")
     loop.run()
+
+
+def recover_leftovers(sysroot: Path) -> None:
+    """A daemon killed mid-transaction left scratch space (and maybe a mounted overlay):
+    this one starts clean."""
+    from apt_ostree.system.recovery import recover
+
+    try:
+        result = recover(sysroot)
+    except AptOstreeError as e:
+        log(f"cannot clean up after an interrupted transaction: {e}")
+        return
+    if result.skipped:
+        log(f"not cleaning up after interrupted transactions: {result.skipped}")
+    for point in result.unmounted:
+        log(f"unmounted {point}, left by an interrupted transaction")
+    for path in result.removed:
+        log(f"removed {path}, left by an interrupted transaction")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

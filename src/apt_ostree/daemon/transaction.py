@@ -3,8 +3,8 @@ progress sent as D-Bus signals from the main loop."""
 
 from __future__ import annotations
 
+import json
 import queue
-import re
 import sys
 import threading
 import time
@@ -13,16 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from apt_ostree.daemon.bus import TRANSACTION_INTERFACE
-from apt_ostree.daemon.operations import Operation
-from apt_ostree.errors import AptOstreeError
+from apt_ostree.cancel import Cancellable, cancellable_scope, check_cancelled
+from apt_ostree.errors import AptOstreeError, CommandError
 from apt_ostree.ostree import GLib
-from apt_ostree.reporter import Reporter
+from apt_ostree.reporter import Reporter, percent_of
+from apt_ostree.requests import METHODS
+from apt_ostree.system.operations import Operation
 
 # Queues a signal: (signal name, GVariant of its arguments).
 Emit = Callable[[str, GLib.Variant], None]
-
-_FRACTION = re.compile(r"(\d+)\s*/\s*(\d+)")
 
 
 @dataclass
@@ -37,13 +36,8 @@ class Caller:
         pid = f", pid {self.pid}" if self.pid is not None else ""
         return f"{self.sender} (uid {self.uid}{pid})"
 
-
-def percent_of(text: str) -> int:
-    """A percentage from the first "done/total" in a progress text; 0 without one."""
-    match = _FRACTION.search(text)
-    if not match or int(match.group(2)) == 0:
-        return 0
-    return min(100, int(match.group(1)) * 100 // int(match.group(2)))
+    def to_json(self) -> dict[str, object]:
+        return {"bus-name": self.sender, "uid": self.uid, "pid": self.pid}
 
 
 class SignalReporter(Reporter):
@@ -60,9 +54,11 @@ class SignalReporter(Reporter):
         self._emit("Message", GLib.Variant("(s)", (text,)))
 
     def info(self, text: str) -> None:
-        self._emit("Message", GLib.Variant("(s)", (text,)))
+        # Details (dpkg's output, ...): the client shows them unless asked to be quiet.
+        self._emit("Info", GLib.Variant("(s)", (text,)))
 
     def task_begin(self, name: str) -> None:
+        check_cancelled()
         with self._lock:
             self._names.append(name)
         self._emit("TaskBegin", GLib.Variant("(s)", (name,)))
@@ -75,6 +71,7 @@ class SignalReporter(Reporter):
         self._emit("TaskEnd", GLib.Variant("(s)", (f"{name}: {detail}" if detail else name,)))
 
     def progress(self, text: str) -> None:
+        check_cancelled()
         self._emit("PercentProgress", GLib.Variant("(su)", (text, percent_of(text))))
 
     def progress_done(self) -> None:
@@ -86,7 +83,8 @@ class Transaction:
 
     The work runs in a thread so that the main loop keeps answering (GetStatus,
     properties); signals are queued by the thread and emitted by the main loop
-    in order. `on_finished` runs in the main loop after Finished was emitted.
+    in order, to the caller alone (unicast). `on_finished` runs in the main loop
+    after Finished was sent.
     """
 
     def __init__(
@@ -96,7 +94,7 @@ class Transaction:
         operation: Operation,
         caller: Caller,
         sysroot_path: Path,
-        emit_signal: Callable[[str, str, str, GLib.Variant], None],
+        emit_signal: Callable[[Transaction, str, GLib.Variant], None],
         on_finished: Callable[[Transaction], None],
     ) -> None:
         self.number = number
@@ -106,6 +104,7 @@ class Transaction:
         self.sysroot_path = sysroot_path
         self.started = False
         self.finished = False
+        self.cancellable = Cancellable()
         self._emit_signal = emit_signal
         self._on_finished = on_finished
         self._queue: queue.Queue[tuple[str, GLib.Variant]] = queue.Queue()
@@ -115,8 +114,33 @@ class Transaction:
     def method(self) -> str:
         return self.operation.method
 
+    @property
+    def osname(self) -> str:
+        return self.operation.request.osname or ""
+
+    @property
+    def command(self) -> str:
+        """What a person would call it: `upgrade`, `kargs`, ..."""
+        return METHODS[self.method].command
+
     def describe(self) -> str:
-        return f"{self.method} of {self.operation.osname} by {self.caller.describe()}"
+        return f"{self.method} of {self.osname} by {self.caller.describe()}"
+
+    def busy_message(self) -> str:
+        """What a second caller is told: who holds the system."""
+        who = f"pid {self.caller.pid}" if self.caller.pid is not None else self.caller.sender
+        return f"Busy: {self.command} by {who}"
+
+    def to_json(self) -> dict[str, object]:
+        """The `transaction` of `status --json`."""
+        return {
+            "method": self.method,
+            "command": self.command,
+            "osname": self.osname,
+            "path": self.path,
+            "started": self.started,
+            "caller": self.caller.to_json(),
+        }
 
     @property
     def lock_command(self) -> str:
@@ -138,9 +162,10 @@ class Transaction:
                 name, args = self._queue.get_nowait()
             except queue.Empty:
                 return False
-            self._emit_signal(self.path, TRANSACTION_INTERFACE, name, args)
+            self._emit_signal(self, name, args)
             if name == "Finished":
                 self.finished = True
+                self.operation.request.close_files()
                 self._on_finished(self)
 
     # -- running --------------------------------------------------------------------
@@ -151,6 +176,14 @@ class Transaction:
             target=self._run, name=f"transaction-{self.number}", daemon=False
         )
         self._thread.start()
+
+    def cancel(self) -> bool:
+        """Stop at the next safe point (or now, if not started); False when the work is
+        past the point of no return and will complete."""
+        if not self.started:
+            self.cancel_unstarted()
+            return True
+        return self.cancellable.cancel()
 
     def cancel_unstarted(self) -> None:
         """In the main loop: finish a transaction that never started (nothing was done),
@@ -170,8 +203,16 @@ class Transaction:
         context = GLib.MainContext.new()
         context.push_thread_default()
         try:
-            with Sysroot(self.sysroot_path).locked(self.lock_command) as sysroot:
-                self.operation.run(sysroot, reporter)
+            with (
+                cancellable_scope(self.cancellable),
+                Sysroot(self.sysroot_path).locked(self.lock_command) as sysroot,
+            ):
+                self.cancellable.check()
+                result = self.operation.run(sysroot, reporter)
+        except CommandError as e:
+            # The program's output follows the message, as the CLI prints it.
+            output = e.output.strip() if e.output and e.output.strip() not in str(e) else ""
+            success, error = False, "\n".join(filter(None, [str(e).strip(), output]))
         except AptOstreeError as e:
             success, error = False, str(e).strip()
         except Exception as e:
@@ -180,6 +221,7 @@ class Transaction:
             success, error = False, f"internal error: {one_line(repr(e))}; see the daemon's log"
         else:
             success, error = True, ""
+            self.queue_signal("Result", GLib.Variant("(s)", (json.dumps(result),)))
         finally:
             context.pop_thread_default()
         took = f"{time.monotonic() - begin:.1f}s"

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree.cancel import point_of_no_return
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree.sysroot import DeploymentInfo, stdout_to_stderr
@@ -51,12 +52,17 @@ class CleanupResult:
 
 
 def plan_cleanup(
-    deployments: list[DeploymentInfo], booted_system: bool, *, pending: bool, rollback: bool
+    deployments: list[DeploymentInfo],
+    booted_system: bool,
+    *,
+    pending: bool,
+    rollback: bool,
+    osname: str | None = None,
 ) -> tuple[list[int], list[tuple[str, DeploymentInfo]], list[DeploymentInfo]]:
     """(indexes to keep, in order; removed with their role; pinned ones kept)."""
     if not deployments or not (pending or rollback):
         return [d.index for d in deployments], [], []
-    roles = deployment_roles(deployments, booted_system)
+    roles = deployment_roles(deployments, booted_system, osname)
     doomed = (roles.pending if pending else []) + (roles.rollback if rollback else [])
     pending_indexes = {d.index for d in roles.pending}
     removed = [
@@ -122,15 +128,18 @@ def prune(sysroot: Sysroot) -> tuple[int, int]:
     return int(pruned), int(freed)
 
 
-def cleanup(sysroot: Sysroot, req: CleanupRequest) -> CleanupResult:
-    """Needs the sysroot lock. Removing deployments implies pruning (-b)."""
+def cleanup(sysroot: Sysroot, req: CleanupRequest, osname: str | None = None) -> CleanupResult:
+    """Needs the sysroot lock. Removing deployments implies pruning (-b). Pending and
+    rollback deployments, and the cached metadata, are those of `osname` (default:
+    the booted or default deployment's OS)."""
     assert sysroot._locked, "cleanup() needs the sysroot lock"
     if req.empty:
         raise CleanupError("nothing to clean up: give at least one of -p, -r, -b, -m")
+    point_of_no_return()
     result = CleanupResult()
     infos = sysroot.deployments()
     keep, result.removed, result.kept_pinned = plan_cleanup(
-        infos, sysroot.booted, pending=req.pending, rollback=req.rollback
+        infos, sysroot.booted, pending=req.pending, rollback=req.rollback, osname=osname
     )
     if result.removed:
         objects = sysroot.deployment_objects()
@@ -142,6 +151,7 @@ def cleanup(sysroot: Sysroot, req: CleanupRequest) -> CleanupResult:
         result.bytes_freed += freed
         result.pruned = True
     if req.repomd:
-        freed = clear_cache(cache_dir(sysroot, sysroot.default_osname())) if infos else 0
+        cached = cache_dir(sysroot, osname or sysroot.default_osname()) if infos else None
+        freed = clear_cache(cached) if cached is not None else 0
         result.cache_bytes_freed = freed
     return result

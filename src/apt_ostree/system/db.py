@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
@@ -226,6 +227,22 @@ def diff_entries(diff: PackageDiff) -> list[tuple[str, int, Package | None, Pack
     ]
 
     return sorted(entries, key=lambda e: (e[1], e[0]))
+
+
+def diff_to_json(diff: PackageDiff) -> dict[str, Any]:
+    """The diff as plain data (what crosses the bus and what the CLI renders):
+    packages as [name, version, arch]."""
+
+    def p(pkg: Package) -> list[str]:
+        return [pkg.name, pkg.version, pkg.arch]
+
+    return {
+        "upgraded": [[p(a), p(b)] for a, b in diff.upgraded],
+        "downgraded": [[p(a), p(b)] for a, b in diff.downgraded],
+        "removed": [p(x) for x in diff.removed],
+        "added": [p(x) for x in diff.added],
+        "multiarch": sorted(diff.multiarch),
+    }
 
 
 def diff_commit_infos(old: CommitInfo, new: CommitInfo) -> PackageDiff:

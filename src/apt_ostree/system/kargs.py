@@ -98,11 +98,14 @@ def deployment_kargs(deployment: OSTree.Deployment) -> KernelArgs:
     return KernelArgs.from_string(options)
 
 
-def target_deployment(sysroot: Sysroot, index: int | None) -> tuple[int, OSTree.Deployment]:
+def target_deployment(
+    sysroot: Sysroot, index: int | None, osname: str | None = None
+) -> tuple[int, OSTree.Deployment]:
     """The deployment whose arguments are shown or changed.
 
-    Default: the first deployment of the OS, that is the pending deployment if
-    there is one, else the booted one (offline: the default deployment).
+    Default: the first deployment of the OS (`osname`, else the booted or default
+    deployment's), that is the pending deployment if there is one, else the booted
+    one (offline: the default deployment).
     """
     deployments = sysroot.deployment_objects()
     if not deployments:
@@ -114,7 +117,7 @@ def target_deployment(sysroot: Sysroot, index: int | None) -> tuple[int, OSTree.
                 f" deployment(s), indexes 0 to {len(deployments) - 1}"
             )
         return index, deployments[index]
-    osname = sysroot.default_osname()
+    osname = osname or sysroot.default_osname()
     for i, d in enumerate(deployments):
         if d.get_osname() == osname:
             return i, d
@@ -127,12 +130,13 @@ def show_kargs(
     index: int | None = None,
     import_proc_cmdline: bool = False,
     proc_cmdline: Path = PROC_CMDLINE,
+    osname: str | None = None,
 ) -> KernelArgs:
     """The kernel arguments `kargs` without changes prints."""
     if import_proc_cmdline:
         _require_booted(sysroot)
         return read_proc_cmdline(proc_cmdline)
-    return deployment_kargs(target_deployment(sysroot, index)[1])
+    return deployment_kargs(target_deployment(sysroot, index, osname)[1])
 
 
 def _require_booted(sysroot: Sysroot) -> None:
@@ -157,6 +161,7 @@ def change_kargs(
     index: int | None = None,
     import_proc_cmdline: bool = False,
     proc_cmdline: Path = PROC_CMDLINE,
+    osname: str | None = None,
 ) -> KargsResult:
     """Deploy the source deployment's commit again with edited kernel arguments.
 
@@ -173,7 +178,7 @@ def change_kargs(
         source = deployments[i]
         current = read_proc_cmdline(proc_cmdline)
     else:
-        i, source = target_deployment(sysroot, index)
+        i, source = target_deployment(sysroot, index, osname)
         current = deployment_kargs(source)
     info = sysroot.deployments()[i]
     new = edit.apply(current)

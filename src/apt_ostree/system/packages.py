@@ -36,6 +36,9 @@ class PackageChange:
     reset_layering: bool = False
     allow_inactive: bool = False
     idempotent: bool = False
+    # How the caller named a local .deb (by path), for messages: the daemon reads
+    # a copy of what the caller passed it, never the caller's path.
+    labels: dict[Path, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,22 +59,23 @@ def default_deployment(sysroot: Sysroot, osname: str) -> DeploymentInfo:
     raise AptOstreeError(f'the sysroot at {sysroot.path} has no deployment of "{osname}"')
 
 
-def _deb_identity(path: Path) -> tuple[str, str]:
+def _deb_identity(path: Path, label: str) -> tuple[str, str]:
     """(sha256, name_version_arch) of a .deb file."""
     if not path.is_file():
-        raise PackageRequestError(f"{path}: no such file")
+        raise PackageRequestError(f"{label}: no such file")
     fields = subprocess.run(
         ["dpkg-deb", "--show", "--showformat=${Package}_${Version}_${Architecture}", str(path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if fields.returncode != 0:
-        raise PackageRequestError(f"{path} is not a valid .deb: {fields.stderr.strip()}")
+        error = fields.stderr.strip().replace(str(path), label)
+        raise PackageRequestError(f"{label} is not a valid .deb: {error}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest, fields.stdout.strip()
 
 
-def _store_local(sysroot: Sysroot, path: Path) -> str:
-    digest, nva = _deb_identity(path)
+def _store_local(sysroot: Sysroot, path: Path, label: str | None = None) -> str:
+    digest, nva = _deb_identity(path, label or str(path))
     store = local_store(sysroot)
     store.mkdir(parents=True, exist_ok=True)
     dest = store / f"{digest}.deb"
@@ -131,7 +135,7 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
             continue
         requested.append(name)
     for path in change.install_local:
-        entry = _store_local(sysroot, path)
+        entry = _store_local(sysroot, path, change.labels.get(path))
         if entry not in local:
             local.append(entry)
     if change.reset_all_overrides:
@@ -150,7 +154,7 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
             continue
         removed.append(name)
     for path in change.replace_local:
-        entry = _store_local(sysroot, path)
+        entry = _store_local(sysroot, path, change.labels.get(path))
         # A new replacement of a package takes the place of the previous one.
         replaced = [e for e in replaced if _local_name(e) != _local_name(entry)]
         replaced.append(entry)

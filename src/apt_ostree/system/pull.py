@@ -9,9 +9,11 @@ than the deployment.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
+from apt_ostree.cancel import Cancelled, gio_cancellable
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import Gio, GLib, OSTree
 from apt_ostree.reporter import Reporter
@@ -119,10 +121,20 @@ def pull(
     if timestamp_from is not None:
         options["timestamp-check-from-rev"] = GLib.Variant("s", timestamp_from)
     progress = OSTree.AsyncProgress.new()
-    progress.connect("changed", lambda p: reporter.progress(_progress_text(p)))
+    cancellable = gio_cancellable()
+
+    def changed(p: OSTree.AsyncProgress) -> None:
+        # Raising here would not stop libostree (GI prints and goes on): a cancelled
+        # transaction stops the pull through `cancellable` instead.
+        with contextlib.suppress(Cancelled):
+            reporter.progress(_progress_text(p))
+
+    progress.connect("changed", changed)
     try:
-        repo.pull_with_options(remote, GLib.Variant("a{sv}", options), progress, None)
+        repo.pull_with_options(remote, GLib.Variant("a{sv}", options), progress, cancellable)
     except GLib.Error as e:
+        if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED):
+            raise Cancelled() from e
         raise pull_error(e, remote, url, targets) from e
     finally:
         progress.finish()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apt_ostree.cancel import point_of_no_return
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree.bootfs import require_loader_space
@@ -36,14 +37,23 @@ class DeploymentRoles:
     rollback: list[DeploymentInfo]
 
 
-def deployment_roles(deployments: list[DeploymentInfo], booted_system: bool) -> DeploymentRoles:
+def deployment_roles(
+    deployments: list[DeploymentInfo], booted_system: bool, osname: str | None = None
+) -> DeploymentRoles:
+    """The roles in the booted (offline: the default) deployment's OS, or in `osname`'s:
+    for an OS that is not booted, its first deployment plays the booted one's part."""
     if not deployments:
         raise RollbackError("the sysroot has no deployments")
+    current = None
     if booted_system:
         current = next((d for d in deployments if d.booted), None)
         if current is None:
             raise RollbackError("no deployment is marked as booted")
-    else:
+    if osname is not None and (current is None or current.osname != osname):
+        current = next((d for d in deployments if d.osname == osname), None)
+        if current is None:
+            raise RollbackError(f'the sysroot has no deployment of "{osname}"')
+    elif current is None:
         current = deployments[0]
     same_os = [d for d in deployments if d.osname == current.osname]
     return DeploymentRoles(
@@ -54,14 +64,16 @@ def deployment_roles(deployments: list[DeploymentInfo], booted_system: bool) -> 
     )
 
 
-def plan_rollback(deployments: list[DeploymentInfo], booted_system: bool) -> list[int]:
+def plan_rollback(
+    deployments: list[DeploymentInfo], booted_system: bool, osname: str | None = None
+) -> list[int]:
     """The new order (indexes into `deployments`), the rollback target first.
 
     As rpm-ostree: the first rollback deployment goes first; with no rollback
     deployment but a pending one, the booted deployment goes back on top (which
     also undoes a rollback). A staged deployment must be removed first.
     """
-    roles = deployment_roles(deployments, booted_system)
+    roles = deployment_roles(deployments, booted_system, osname)
     if not roles.rollback and not roles.pending:
         raise RollbackError("no rollback deployment")
     if roles.pending and roles.pending[0].staged:
@@ -84,6 +96,7 @@ def write_order(sysroot: Sysroot, deployments: list[OSTree.Deployment]) -> None:
     nothing was removed, so there is nothing to prune, and pruning walks every
     object of every deployment (the slow part of `write_deployments`)."""
     require_loader_space(sysroot.path)
+    point_of_no_return()
     opts = OSTree.SysrootWriteDeploymentsOpts()
     opts.do_postclean = False
     try:
@@ -94,15 +107,16 @@ def write_order(sysroot: Sysroot, deployments: list[OSTree.Deployment]) -> None:
     sysroot.reload()
 
 
-def rollback(sysroot: Sysroot) -> RollbackResult:
-    """Make the rollback deployment the default. Needs the sysroot lock."""
+def rollback(sysroot: Sysroot, osname: str | None = None) -> RollbackResult:
+    """Make the rollback deployment (of `osname`, default: the booted or default
+    deployment's OS) the default. Needs the sysroot lock."""
     assert sysroot._locked, "rollback() needs the sysroot lock"
     infos = sysroot.deployments()
-    order = plan_rollback(infos, sysroot.booted)
+    order = plan_rollback(infos, sysroot.booted, osname)
     objects = sysroot.deployment_objects()
     write_order(sysroot, [objects[i] for i in order])
     return RollbackResult(
-        current=deployment_roles(infos, sysroot.booted).current,
+        current=deployment_roles(infos, sysroot.booted, osname).current,
         previous_default=infos[0],
         new_default=infos[order[0]],
     )

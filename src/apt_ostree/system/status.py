@@ -74,6 +74,51 @@ def _gpg_enabled(sysroot: Sysroot, origin: Origin | None) -> bool:
     return bool(enabled)
 
 
+def cached_update(sysroot: Sysroot, infos: list[DeploymentInfo]) -> dict[str, Any] | None:
+    """A newer commit of the booted (offline: default) deployment's origin ref that the
+    repository already holds, at least its metadata (`upgrade --check`, the automatic
+    `check` policy, or a pull whose deployment was cancelled or lost); None if none.
+    `staged` tells whether a pending deployment of the OS is made from it."""
+    reference = next((d for d in infos if d.booted), infos[0] if infos else None)
+    if reference is None:
+        return None
+    try:
+        origin = Origin.from_dict(reference.origin)
+    except OriginError:
+        return None
+    tip = ostree_repo.resolve_ref(sysroot.repo, origin.refspec)
+    meta, _, _ = _commit_meta(sysroot, reference.checksum)
+    base = str(meta.get(BASE_KEY) or reference.checksum)
+    if tip is None or tip == base:
+        return None
+    try:
+        new = ostree_repo.read_commit(sysroot.repo, tip)
+        old = ostree_repo.read_commit(sysroot.repo, base)
+    except ostree_repo.RepoError:
+        return None
+    if new.timestamp < old.timestamp:  # older: a downgrade is not an update
+        return None
+    from apt_ostree.system.db import diff_commit_infos, diff_to_json
+
+    pending = [d for d in infos if d.osname == reference.osname and d.index < reference.index]
+    staged = any(_base_of(sysroot, d.checksum) == tip for d in pending)
+    version = new.metadata.get("version")
+    return {
+        "osname": reference.osname,
+        "origin": origin.refspec,
+        "checksum": tip,
+        "version": str(version) if version else None,
+        "timestamp": new.timestamp,
+        "staged": staged,
+        "diff": diff_to_json(diff_commit_infos(old, new)),
+    }
+
+
+def _base_of(sysroot: Sysroot, checksum: str) -> str:
+    meta, _, _ = _commit_meta(sysroot, checksum)
+    return str(meta.get(BASE_KEY) or checksum)
+
+
 def sysroot_status(sysroot: Sysroot, *, booted_only: bool = False) -> dict[str, Any]:
     infos = sysroot.deployments()
     deployments = [deployment_status(sysroot, d) for d in infos]
@@ -85,6 +130,6 @@ def sysroot_status(sysroot: Sysroot, *, booted_only: bool = False) -> dict[str, 
         "deployments": deployments,
         "finalize-failure": failure.to_json() if failure is not None else None,
         "transaction": None,
-        "cached-update": None,
+        "cached-update": cached_update(sysroot, infos),
         "update-driver": None,
     }

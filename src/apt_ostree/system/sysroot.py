@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from apt_ostree.boot import grubcfg
+from apt_ostree.cancel import point_of_no_return
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
@@ -34,7 +35,7 @@ class LockedError(AptOstreeError):
     pass
 
 
-def _lock_info_path(path: Path, booted: bool) -> Path:
+def lock_info_path(path: Path, booted: bool) -> Path:
     # On a booted system /sysroot may be read-only; /run always is writable.
     return Path("/run/apt-ostree/lock") if booted else path / "ostree/apt-ostree.lock"
 
@@ -107,7 +108,7 @@ class Sysroot:
     @contextmanager
     def locked(self, command: str) -> Iterator[Sysroot]:
         """Hold the sysroot lock for a change; fail at once if someone else has it."""
-        info_path = _lock_info_path(self.path, self.booted)
+        info_path = lock_info_path(self.path, self.booted)
         if not ostree_sysroot.try_lock(self.ostree):
             holder = _read_lock_info(info_path)
             raise LockedError(f"another operation is in progress{holder}")
@@ -167,6 +168,7 @@ def deploy(
     # A full /boot would fail halfway through libostree's write: refuse first.
     require_boot_space(sysroot.ostree, sysroot.path, osname, checksum, booted=sysroot.booted)
     keyfile = ostree_sysroot.origin_keyfile(origin.to_dict())
+    point_of_no_return()
     try:
         if sysroot.booted:
             sysroot.ostree.stage_tree(osname, checksum, keyfile, merge, kargs, None)
