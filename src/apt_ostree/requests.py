@@ -37,6 +37,9 @@ PACKAGE_MODIFIERS = {
     "uninstall-packages": "as",
     "install-local-packages": "ah",
 }
+# Every change that makes a new deployment: on a booted system, a staged deployment
+# that waits for FinalizeDeployment.
+STAGING = {"lock-finalization": "b"}
 LAYERING_OPTIONS = {
     "allow-inactive": "b",
     "idempotent": "b",
@@ -72,15 +75,15 @@ METHODS = {
     for m in (
         Method(
             "Upgrade", "upgrade", (),
-            {"allow-downgrade": "b", "check": "b", "preview": "b", **PACKAGE_MODIFIERS},
+            {"allow-downgrade": "b", "check": "b", "preview": "b", **PACKAGE_MODIFIERS, **STAGING},
         ),
         Method(
             "Deploy", "deploy", (("revision", "s"),),
-            {"skip-branch-check": "b", **PACKAGE_MODIFIERS},
+            {"skip-branch-check": "b", **PACKAGE_MODIFIERS, **STAGING},
         ),
         Method(
             "Rebase", "rebase", (("refspec", "s"), ("revision", "s")),
-            {"branch": "s", "remote": "s", "skip-purge": "b", **PACKAGE_MODIFIERS},
+            {"branch": "s", "remote": "s", "skip-purge": "b", **PACKAGE_MODIFIERS, **STAGING},
         ),
         Method(
             "PkgChange", "package change", (("install", "as"), ("uninstall", "as")),
@@ -93,6 +96,7 @@ METHODS = {
                 "override-reset-all": "b",
                 "reset-layering": "b",
                 **LAYERING_OPTIONS,
+                **STAGING,
             },
         ),
         Method("Rollback", "rollback", (), {}),
@@ -104,7 +108,12 @@ METHODS = {
                 "replace": "as",
                 "deploy-index": "i",
                 "import-proc-cmdline": "b",
+                **STAGING,
             },
+        ),
+        Method(
+            "FinalizeDeployment", "finalize-deployment", (),
+            {"checksum": "s", "allow-missing-checksum": "b", "allow-unlocked": "b"},
         ),
         Method("Cleanup", "cleanup", (("what", "as"),), {}),
         Method("RefreshMd", "refresh-md", (), {"force": "b"}),
@@ -227,6 +236,7 @@ class Request:
             "KernelArgs": "bootconfig",
             "Cleanup": "cleanup",
             "RefreshMd": "repo-refresh",
+            "FinalizeDeployment": "finalize-deployment",
             "AutomaticUpdateTrigger": "upgrade",
         }.get(self.method)
         if base is not None:

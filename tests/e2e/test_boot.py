@@ -261,8 +261,8 @@ def step(vm: VM, label: str, command: str) -> str:
     return out
 
 
-def reboot(vm: VM) -> None:
-    boot = vm.reboot()
+def reboot(vm: VM, command: str = "systemctl reboot") -> None:
+    boot = vm.reboot(command)
     print(f"\n[boot] {vm.firmware}: reboot to root shell in {boot:.1f}s")
 
 
@@ -453,6 +453,23 @@ def test_power_cut_between_upgrade_and_reboot_boots_the_old_deployment(vm: VM) -
     assert vm.status(f"test -e /{UPDATE_MARKER}") != 0
 
 
+def test_a_locked_staged_deployment_is_not_booted_by_a_reboot(vm: VM) -> None:
+    if vm.firmware != "bios":
+        pytest.skip("the finalization lock does not depend on the firmware: run once, on BIOS")
+    before = booted(status(vm))
+    mount_updates(vm)
+    upgrade = "apt-ostree upgrade --lock-finalization"
+    step(vm, upgrade, upgrade)
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["finalization-locked"]
+    assert "finalize-deployment" in vm.run("apt-ostree status")
+    reboot(vm)
+    after = status(vm)
+    assert booted(after)["id"] == before["id"] and after[0]["booted"]
+    assert not any(d["staged"] for d in after)
+    assert json.loads(vm.run("apt-ostree status --json"))["finalize-failure"] is None
+
+
 def stage_by_the_automatic_timer(vm: VM, updates: Updates) -> None:
     """AutomaticUpdatePolicy=stage, and the timer made to fire now: it stages the update."""
     assert vm.run("systemctl is-enabled apt-ostreed-automatic.timer") in ("static", "enabled")
@@ -489,10 +506,15 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
     if vm.firmware == "bios":
         stage_by_the_automatic_timer(vm, updates)
     else:
-        step(vm, "apt-ostree upgrade", "apt-ostree upgrade")
+        upgrade = "apt-ostree upgrade --lock-finalization"
+        step(vm, upgrade, upgrade)
     staged = status(vm)[0]
     assert staged["staged"] and staged["version"] == updates.version
-    reboot(vm)
+    if vm.firmware == "bios":
+        reboot(vm)
+    else:  # unlocked by finalize-deployment, which reboots
+        assert staged["finalization-locked"]
+        reboot(vm, f"apt-ostree finalize-deployment {updates.checksum}")
     deployments = status(vm)
     now = booted(deployments)
     assert deployments[0]["booted"] and now["id"] != before["id"]

@@ -76,6 +76,9 @@ SEQUENCE = [
     ("cleanup", "-r"),
     ("cleanup", "-p", "-b"),
     ("uninstall", "nosuchpkg"),
+    ("kargs", "--append=quiet2", "--lock-finalization"),
+    ("finalize-deployment",),
+    ("finalize-deployment", "--allow-missing-checksum"),
     ("status",),
     ("status", "--json"),
     ("reset",),
@@ -90,6 +93,23 @@ def test_every_command_prints_the_same_through_the_daemon(twins: Twins) -> None:
         assert bus.stdout == local.stdout, shown
         assert _error_lines(bus) == _error_lines(local), shown
         assert "Traceback" not in bus.stderr + local.stderr, shown
+
+
+def test_lock_finalization_and_finalize_deployment_need_a_booted_system(twins: Twins) -> None:
+    """Staging exists only on the booted system (tests/e2e/test_boot.py shows it
+    there); on an offline sysroot both are refused in one line and change nothing."""
+    before = twins.daemon.cli("status", "--json").stdout
+    for args, error in (
+        (("upgrade", "--lock-finalization"), "error: --lock-finalization needs the booted system"),
+        (("install", "pkg-a", "--lock-finalization"), "error: --lock-finalization needs"),
+        (("finalize-deployment", "abc"), "error: No staged deployment"),
+        (("finalize-deployment",), "error: finalize-deployment needs the staged deployment's"),
+    ):
+        for proc in twins.both(*args):
+            assert proc.returncode == 1, (args, proc.stderr)
+            (line,) = _error_lines(proc)
+            assert line.startswith(error), (args, line)
+    assert twins.daemon.cli("status", "--json").stdout == before
 
 
 def test_progress_is_printed_on_stderr_as_in_process(twins: Twins) -> None:

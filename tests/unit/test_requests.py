@@ -38,6 +38,8 @@ def test_the_policy_file_defines_every_action_the_daemon_asks_for() -> None:
         (Request("PkgChange", [[], []], {"reset-layering": True, "override-reset-all": True}),
          ["install-uninstall-packages", "override"]),
         (Request("KernelArgs", [["quiet"], []]), ["bootconfig"]),
+        (Request("KernelArgs", [["quiet"], []], {"lock-finalization": True}), ["bootconfig"]),
+        (Request("FinalizeDeployment", [], {"checksum": "ab"}), ["finalize-deployment"]),
         (Request("Rollback"), ["rollback"]),
         (Request("Cleanup", [["base"]]), ["cleanup"]),
         (Request("RefreshMd"), ["repo-refresh"]),

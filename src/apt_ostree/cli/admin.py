@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from apt_ostree.cli.db import format_diff_block
+from apt_ostree.cli.finalization import add_lock_option, lock_options
 from apt_ostree.client import Request, open_client
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -56,6 +57,7 @@ def register(sub: Any) -> None:
     kargs.add_argument(
         "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
+    add_lock_option(kargs)
     kargs.set_defaults(func=cmd_kargs)
 
     cleanup = sub.add_parser(
@@ -151,6 +153,7 @@ def cmd_kargs(args: argparse.Namespace) -> int:
         "delete-if-present": args.delete_if_present,
         "replace": args.replace,
         "import-proc-cmdline": args.import_proc_cmdline,
+        **lock_options(args),
     }
     if args.deploy_index is not None:
         options["deploy-index"] = args.deploy_index

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from apt_ostree.cli.db import diff_summary, format_diff_block
+from apt_ostree.cli.finalization import add_lock_option, lock_options
 from apt_ostree.client import Client, Request, open_client, open_local_packages
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -91,6 +92,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--uninstall", action="append", default=[], metavar="PKG",
         help="also remove this layered package (repeatable)",
     )  # fmt: skip
+    add_lock_option(p)
 
 
 def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,7 +108,7 @@ def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
         options["install-local-packages"] = open_local_packages(local)
     if args.uninstall:
         options["uninstall-packages"] = list(args.uninstall)
-    return options
+    return {**options, **lock_options(args)}
 
 
 def _when(timestamp: int) -> str:

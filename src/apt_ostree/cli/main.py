@@ -24,6 +24,7 @@ COMMANDS = {
     "cleanup": "admin",
     "cancel": "admin",
     "reload": "admin",
+    "finalize-deployment": "finalization",
     "db": "db",
     "compose": "compose",
     "install": "packages",

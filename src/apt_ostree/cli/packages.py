@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from apt_ostree.cli.finalization import add_lock_option, lock_options
 from apt_ostree.client import Client, Request, open_client, open_local_packages
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -21,6 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download-only", action="store_true", help="download, change nothing")
     p.add_argument("--idempotent", action="store_true", help="no error if already done")
     p.add_argument("--unchanged-exit-77", action="store_true", help="exit 77 if nothing changed")
+    add_lock_option(p)
 
 
 def register(sub: Any) -> None:
@@ -78,6 +80,7 @@ def _run(args: argparse.Namespace, install: list[str], uninstall: list[str],
     for flag in ("dry_run", "download_only", "cache_only", "idempotent"):
         if getattr(args, flag):
             options[flag.replace("_", "-")] = True
+    options.update(lock_options(args))
     request = Request("PkgChange", [install, uninstall], options, osname=args.osname)
     result = client.transact(request, Reporter(quiet=args.quiet))
     return _report(args, client, result)

@@ -68,6 +68,10 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
             lines.append(_field("KernelArguments", " ".join(d["kernel-arguments"])))
         if d["staged"]:
             lines.append(_field("Staged", "yes"))
+        if d.get("finalization-locked"):
+            lines.append(
+                _field("Finalization", "locked (boots after apt-ostree finalize-deployment)")
+            )
         if d["pinned"]:
             lines.append(_field("Pinned", "yes"))
         if d["base-removals"]:

@@ -65,3 +65,25 @@ def read_failure(sysroot_path: Path, osnames: list[str], *, booted: bool) -> Fin
 def clear_failure(sysroot_path: Path, osname: str) -> None:
     """Forget a recorded failure: a new deployment change has been made."""
     record_path(sysroot_path, osname).unlink(missing_ok=True)
+
+
+# -- Locked finalization (`--lock-finalization`, `finalize-deployment`) ----------------
+#
+# While this file exists, `ostree admin finalize-staged` (at shutdown) leaves the
+# staged deployment alone: the machine boots the old default again and the staged
+# one is gone with /run. ostree itself defines the file (Debian 12's 2022.7 has it).
+STAGED_LOCKED = Path("/run/ostree/staged-deployment-locked")
+
+
+def finalization_locked() -> bool:
+    return STAGED_LOCKED.exists()
+
+
+def lock_finalization(locked: bool) -> None:
+    """Before staging: a new staged deployment is locked or not, whatever the
+    previous one was."""
+    if locked:
+        STAGED_LOCKED.parent.mkdir(parents=True, exist_ok=True)
+        STAGED_LOCKED.touch()
+    else:
+        STAGED_LOCKED.unlink(missing_ok=True)

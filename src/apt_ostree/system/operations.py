@@ -57,7 +57,29 @@ def prepare(request: Request) -> Operation:
     handler = _HANDLERS.get(request.method)
     if handler is None:
         raise RequestError(f"{request.method} is not available yet")
-    return Operation(request, handler(request))
+    run = handler(request)
+    if request.flag("lock-finalization"):
+        run = _locked_finalization(run)
+    return Operation(request, run)
+
+
+def _locked_finalization(run: Run) -> Run:
+    """`--lock-finalization`: the new deployment is staged locked; only a booted
+    system stages, so an offline sysroot is refused before any work."""
+
+    def locked(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        if not sysroot.booted:
+            raise AptOstreeError(
+                "--lock-finalization needs the booted system: an offline sysroot's"
+                " deployments are written at once, not staged"
+            )
+        sysroot.lock_finalization = True
+        try:
+            return run(sysroot, osname, reporter)
+        finally:
+            sysroot.lock_finalization = False
+
+    return locked
 
 
 # -- package changes riding on upgrade, deploy, rebase -------------------------------
@@ -414,6 +436,37 @@ def _refresh_md(request: Request) -> Run:
     return run
 
 
+def _finalize_deployment(request: Request) -> Run:
+    expected = request.options.get("checksum") or None
+    if expected is None and not request.flag("allow-missing-checksum"):
+        raise RequestError(
+            "finalize-deployment needs the staged deployment's CHECKSUM"
+            " (or --allow-missing-checksum)"
+        )
+    allow_unlocked = request.flag("allow-unlocked")
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.run import run as run_command
+        from apt_ostree.system.db import base_checksum
+        from apt_ostree.system.finalize import finalization_locked, lock_finalization
+
+        staged = sysroot.ostree.get_staged_deployment() if sysroot.booted else None
+        if staged is None:
+            raise AptOstreeError("No staged deployment")
+        checksum = str(staged.get_csum())
+        base = base_checksum(sysroot.repo, checksum)
+        if expected is not None and expected not in (checksum, base):
+            raise AptOstreeError(f"Expected staged base checksum {expected}, but found {base}")
+        if not finalization_locked() and not allow_unlocked:
+            raise AptOstreeError("Staged deployment already unlocked")
+        lock_finalization(False)
+        # Queued, not waited for: the caller hears the result before the shutdown.
+        run_command(["systemctl", "reboot", "--no-block"], capture=False, what="systemctl reboot")
+        return {"checksum": checksum, "base-checksum": base, "rebooting": True}
+
+    return run
+
+
 # -- AutomaticUpdateTrigger -----------------------------------------------------------
 
 
@@ -446,4 +499,5 @@ _HANDLERS: dict[str, Callable[[Request], Run]] = {
     "KernelArgs": _kernel_args,
     "Cleanup": _cleanup,
     "RefreshMd": _refresh_md,
+    "FinalizeDeployment": _finalize_deployment,
 }

@@ -6,7 +6,7 @@ from typing import Any
 
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.sysroot import DeploymentInfo
-from apt_ostree.system.finalize import read_failure
+from apt_ostree.system.finalize import finalization_locked, read_failure
 from apt_ostree.system.origin import Origin, OriginError
 from apt_ostree.system.sysroot import Sysroot
 
@@ -45,6 +45,8 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         "origin": origin.refspec if origin else None,
         "booted": d.booted,
         "staged": d.staged,
+        # Staged with --lock-finalization: waits for `finalize-deployment`.
+        "finalization-locked": d.staged and sysroot.booted and finalization_locked(),
         "pinned": d.pinned,
         "unlocked": "none",
         "kernel-arguments": d.kargs,

@@ -56,6 +56,9 @@ class Sysroot:
         self.path = path
         self.ostree = ostree_sysroot.load(path)
         self._locked = False
+        # `--lock-finalization`: the deployment that deploy() stages waits for
+        # `finalize-deployment` (booted systems only; checked before any work).
+        self.lock_finalization = False
         grubcfg.export_generator(self.repo)
 
     # -- reading -----------------------------------------------------------
@@ -171,6 +174,7 @@ def deploy(
     point_of_no_return()
     try:
         if sysroot.booted:
+            finalize.lock_finalization(sysroot.lock_finalization)
             sysroot.ostree.stage_tree(osname, checksum, keyfile, merge, kargs, None)
         else:
             _, new = sysroot.ostree.deploy_tree(osname, checksum, keyfile, merge, kargs, None)
