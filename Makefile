@@ -73,6 +73,11 @@ deb: deps
 	@echo; dpkg-deb -I "$(DEB_FILE)" | sed -n '/Package:/,/Description:/p'
 	@echo "Built $(DEB_FILE)"
 
+lint: deps
+	$(BIN)/ruff check src tests $(wildcard bench/*)
+	$(BIN)/ruff format --check src tests $(wildcard bench/*)
+	$(BIN)/mypy
+
 # The package must be lintian-clean: errors and warnings fail (overrides in
 # debian/apt-ostree.lintian-overrides say why each one is there).
 lintian: deb
