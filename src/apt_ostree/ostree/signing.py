@@ -51,7 +51,9 @@ def check_signer(signer: GpgSigner) -> None:
     # Signing a few bytes needs no repository: an unopened one serves.
     repo = OSTree.Repo.new(Gio.File.new_for_path("/"))
     try:
-        repo.gpg_sign_data(GLib.Bytes.new(b"apt-ostree"), GLib.Bytes.new(b""), [signer.key_id], signer.home, None)
+        repo.gpg_sign_data(
+            GLib.Bytes.new(b"apt-ostree"), GLib.Bytes.new(b""), [signer.key_id], signer.home, None
+        )
     except GLib.Error as e:
         raise RepoError(f"cannot sign with {signer.describe()}: {e.message}") from e
 
@@ -70,7 +72,9 @@ def sign_commit(repo: OSTree.Repo, checksum: str, signer: GpgSigner) -> None:
     try:
         repo.sign_commit(checksum, signer.key_id, signer.home, None)
     except GLib.Error as e:
-        raise RepoError(f"cannot sign commit {checksum} with {signer.describe()}: {e.message}") from e
+        raise RepoError(
+            f"cannot sign commit {checksum} with {signer.describe()}: {e.message}"
+        ) from e
 
 
 def regenerate_summary(repo: OSTree.Repo, signer: GpgSigner | None = None) -> None:
