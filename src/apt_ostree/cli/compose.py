@@ -147,7 +147,11 @@ def cmd_commit(args: argparse.Namespace) -> int:
     version = metadata.pop("version", None)
     result = commit_tree(
         CommitRequest(
-            repo=args.repo, ref=args.ref, rootfs=args.rootfs, metadata=metadata, version=version,
+            repo=args.repo,
+            ref=args.ref,
+            rootfs=args.rootfs,
+            metadata=metadata,
+            version=version,
             signer=signer_of(args),
         )  # fmt: skip
     )

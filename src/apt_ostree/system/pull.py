@@ -171,6 +171,8 @@ _CURL_ERROR = re.compile(r"While fetching (\S+): \[\d+\] (.*)")
 _NO_BRANCH = re.compile(r"No such branch '([^']*)'")
 _GPG_COMMIT = re.compile(r"Commit ([0-9a-f]{64}): ")
 _GPG_KEY_ID = re.compile(r"key ID ([0-9A-F]+)")
+# libostree says either, depending on whether summary.sig is missing or empty.
+_NO_SUMMARY_SIGNATURE = re.compile(r"but no summary(\.sig| signatures) found")
 _REF_BINDING = re.compile(
     r"(?:Commit ([0-9a-f]{64}): )?Commit has no requested ref ‘([^’]*)’ in ref binding metadata"
     r" \((.*)\)"
@@ -191,7 +193,7 @@ def pull_error(e: GLib.Error, remote: str, url: str, targets: list[str]) -> Pull
     if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.NOT_FOUND) and "HTTP 404" in message:
         what = ", ".join(targets)
         return RefNotInRemoteError(f'"{what}" is not in remote "{remote}" ({url})')
-    if "no summary signatures found" in message or (
+    if _NO_SUMMARY_SIGNATURE.search(message) or (
         "summary" in message.lower() and e.domain == "OstreeGpgError"
     ):
         return UntrustedSummaryError(
@@ -222,7 +224,7 @@ def pull_error(e: GLib.Error, remote: str, url: str, targets: list[str]) -> Pull
 
 def _gpg_reason(message: str) -> str:
     """libostree's verification failure in a few words (it spans several lines)."""
-    if "no signatures found" in message.lower() or "no summary signatures" in message:
+    if "no signatures found" in message.lower() or _NO_SUMMARY_SIGNATURE.search(message):
         return "no signatures found"
     if "public key not found" in message and (m := _GPG_KEY_ID.search(message)):
         return f"signed by unknown key {m.group(1)}"
