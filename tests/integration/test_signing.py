@@ -106,7 +106,8 @@ def test_a_signed_compose_is_pulled_through_its_delta_and_deployed(
     with serve(published.repo) as (url, log):
         proc = apt_ostree(None, "compose", "sysroot", sysroot, "--repo", published.repo,
                           "--ref", PUBLISHED_REF, "--revision", published.v1,
-                          "--remote", f"origin={url}", "--remote-gpg-key", signing_key.keyring)  # fmt: skip
+                          "--remote", f"origin={url}",
+                          "--remote-gpg-key", signing_key.keyring)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         config = (sysroot / "ostree/repo/config").read_text()
         assert "gpg-verify=true" in config and "gpg-verify-summary=true" in config
@@ -130,7 +131,8 @@ def test_compose_with_a_key_that_cannot_sign_fails_at_once_and_writes_nothing(
     root = make_tree(tmp_path / "root", packages={"tool": "1.0"})
     repo = tmp_path / "repo"
     proc = apt_ostree(None, "compose", "commit", root, "--repo", repo, "--ref", PUBLISHED_REF,
-                      "--gpg-sign", "0123456789ABCDEF", "--gpg-homedir", signing_key.gnupghome)  # fmt: skip
+                      "--gpg-sign", "0123456789ABCDEF",
+                      "--gpg-homedir", signing_key.gnupghome)  # fmt: skip
     _stop_agent(signing_key)
     assert _last_line(proc).startswith("error: cannot sign with GPG key 0123456789ABCDEF in ")
     assert not repo.exists()

@@ -153,7 +153,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
             metadata=metadata,
             version=version,
             signer=signer_of(args),
-        )  # fmt: skip
+        )
     )
     if args.write_commitid_to:
         args.write_commitid_to.write_text(result.checksum)
@@ -262,7 +262,7 @@ def register_publish(csub: Any) -> None:
     p.add_argument("--from-scratch", action="store_true",
                    help="also a delta from nothing to each tip, for first pulls")  # fmt: skip
     p.add_argument("--min-fallback-size", type=int, default=4, metavar="MB",
-                   help="new files above this size are fetched as plain objects (default 4)")  # fmt: skip
+                   help="larger new files are fetched as plain objects (default 4)")  # fmt: skip
     add_signing_arguments(p)
     p.set_defaults(func=cmd_publish)
 

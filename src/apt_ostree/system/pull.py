@@ -18,7 +18,6 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import Gio, GLib, OSTree
 from apt_ostree.reporter import Reporter
 
-
 # Fixed by ostree commit fc5aef6f ("lib/pull: Don't scan commit objects we fetch
 # via deltas"), first released in 2023.7.
 DELTA_TARGET_SCAN_BUG = not OSTree.check_version(2023, 7)
@@ -173,9 +172,10 @@ _GPG_COMMIT = re.compile(r"Commit ([0-9a-f]{64}): ")
 _GPG_KEY_ID = re.compile(r"key ID ([0-9A-F]+)")
 # libostree says either, depending on whether summary.sig is missing or empty.
 _NO_SUMMARY_SIGNATURE = re.compile(r"but no summary(\.sig| signatures) found")
+# libostree quotes refs with U+2018/U+2019.
 _REF_BINDING = re.compile(
-    r"(?:Commit ([0-9a-f]{64}): )?Commit has no requested ref ‘([^’]*)’ in ref binding metadata"
-    r" \((.*)\)"
+    r"(?:Commit ([0-9a-f]{64}): )?Commit has no requested ref \u2018([^\u2019]*)\u2019"
+    r" in ref binding metadata \((.*)\)"
 )
 _OLDER = re.compile(
     r"revision '([0-9a-f]{64})' with timestamp '([^']*)' is chronologically older than"
@@ -209,7 +209,7 @@ def pull_error(e: GLib.Error, remote: str, url: str, targets: list[str]) -> Pull
         )
     if m := _REF_BINDING.search(message):
         commit = m.group(1) or ", ".join(targets)
-        bound = m.group(3).replace("‘", '"').replace("’", '"')
+        bound = m.group(3).replace("\u2018", '"').replace("\u2019", '"')
         return RefBindingError(
             f'commit {commit} of remote "{remote}" is bound to {bound}, not to "{m.group(2)}";'
             " refusing it"
