@@ -25,9 +25,8 @@ def rootfs(tmp_path: Path) -> Path:
 
 
 def commit(rootfs: Path, repo: Path, **kw: object) -> str:
-    return commit_tree(
-        CommitRequest(repo=repo, ref="test/x86_64/base", rootfs=rootfs, **kw)
-    ).checksum  # type: ignore[arg-type]
+    request = CommitRequest(repo=repo, ref="test/x86_64/base", rootfs=rootfs, **kw)  # type: ignore[arg-type]
+    return commit_tree(request).checksum
 
 
 def metadata(repo: Path, checksum: str) -> dict[str, object]:

@@ -34,6 +34,7 @@ def register(sub: Any) -> None:
     tree.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed"
     )
+    add_signing_arguments(tree)
     tree.set_defaults(func=cmd_tree)
 
     post = csub.add_parser("postprocess", help="convert a Debian tree to the OSTree layout")
@@ -47,8 +48,10 @@ def register(sub: Any) -> None:
     commit.add_argument("--ref", required=True)
     commit.add_argument("--add-metadata-string", action="append", default=[], metavar="KEY=VALUE")
     commit.add_argument("--write-commitid-to", type=Path, metavar="FILE")
+    add_signing_arguments(commit)
     commit.set_defaults(func=cmd_commit)
 
+    register_publish(csub)
     register_sysroot(csub)
     register_disk_image(csub)
 
@@ -61,6 +64,24 @@ def _metadata_strings(pairs: list[str]) -> dict[str, str]:
             raise AptOstreeError(f"--add-metadata-string {pair!r}: expected KEY=VALUE")
         metadata[key] = value
     return metadata
+
+
+def add_signing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpg-sign", metavar="KEYID",
+                        help="sign the commit and the summary with this GPG key")  # fmt: skip
+    parser.add_argument("--gpg-homedir", type=Path, metavar="DIR",
+                        help="GnuPG home holding the secret key (default: gpg's own)")  # fmt: skip
+
+
+def signer_of(args: argparse.Namespace) -> Any:
+    """The GpgSigner that `--gpg-sign`/`--gpg-homedir` name, or None."""
+    from apt_ostree.ostree.signing import GpgSigner
+
+    if args.gpg_sign is None:
+        if args.gpg_homedir is not None:
+            raise AptOstreeError("--gpg-homedir needs --gpg-sign KEYID")
+        return None
+    return GpgSigner(args.gpg_sign, args.gpg_homedir)
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:
@@ -85,6 +106,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         force_nocache=args.force_nocache,
         metadata=metadata,
+        signer=signer_of(args),
     )
     result = compose_tree(treefile, options, reporter)
     if args.dry_run:
@@ -125,7 +147,12 @@ def cmd_commit(args: argparse.Namespace) -> int:
     version = metadata.pop("version", None)
     result = commit_tree(
         CommitRequest(
-            repo=args.repo, ref=args.ref, rootfs=args.rootfs, metadata=metadata, version=version
+            repo=args.repo,
+            ref=args.ref,
+            rootfs=args.rootfs,
+            metadata=metadata,
+            version=version,
+            signer=signer_of(args),
         )
     )
     if args.write_commitid_to:
@@ -223,4 +250,40 @@ def cmd_disk_image(args: argparse.Namespace) -> int:
         _reporter(args),
     )
     print(f"Wrote {image.path} ({args.format}, {args.firmware}) with {image.checksum}")
+    return 0
+
+
+def register_publish(csub: Any) -> None:
+    p = csub.add_parser("publish", help="static deltas and a (signed) summary: ready to serve")
+    p.add_argument("refs", nargs="+", metavar="REF")
+    p.add_argument("--repo", type=Path, required=True, help="an archive repository")
+    p.add_argument("--delta-depth", type=int, default=1, metavar="N",
+                   help="deltas from the N previous commits of each ref (default 1)")  # fmt: skip
+    p.add_argument("--from-scratch", action="store_true",
+                   help="also a delta from nothing to each tip, for first pulls")  # fmt: skip
+    p.add_argument("--min-fallback-size", type=int, default=4, metavar="MB",
+                   help="larger new files are fetched as plain objects (default 4)")  # fmt: skip
+    add_signing_arguments(p)
+    p.set_defaults(func=cmd_publish)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from apt_ostree.compose.publish import PublishRequest, publish
+
+    result = publish(
+        PublishRequest(
+            repo=args.repo,
+            refs=args.refs,
+            delta_depth=args.delta_depth,
+            from_scratch=args.from_scratch,
+            min_fallback_size=args.min_fallback_size,
+            signer=signer_of(args),
+        ),
+        _reporter(args),
+    )
+    for name in result.generated:
+        print(f"Generated static delta {name}")
+    if result.existing:
+        print(f"{len(result.existing)} static delta(s) already there")
+    print("Wrote signed summary" if result.signed else "Wrote summary (not signed)")
     return 0

@@ -13,6 +13,7 @@ from apt_ostree.debian.dpkgdb import installed_packages
 from apt_ostree.debian.resolve import PackageInfo
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.signing import GpgSigner, binding_metadata, check_signer
 from apt_ostree.treefs import Tree
 
 PACKAGES_KEY = "apt-ostree.packages"
@@ -28,6 +29,7 @@ class CommitRequest:
     automatic_version_prefix: str | None = None
     subject: str | None = None
     create_mode: str = "archive"
+    signer: GpgSigner | None = None  # signs the commit and the summary
 
 
 def next_version(prefix: str, previous: str | None, now: float | None = None) -> str:
@@ -83,10 +85,13 @@ def commit_tree(req: CommitRequest) -> CommitResult:
     if reason is not None:
         raise RepoError(f'invalid ref "{req.ref}": {reason}')
     ostree_repo.check_repo_path(req.repo)
+    if req.signer is not None:
+        check_signer(req.signer)
     repo = ostree_repo.open_repo(req.repo, create_mode=req.create_mode)
     parent = ostree_repo.resolve_ref(repo, req.ref)
     metadata = tree_metadata(req.rootfs)
     metadata.update(req.metadata)
+    metadata.update(binding_metadata(repo, req.ref))
     version = req.version
     if version is None and req.automatic_version_prefix:
         prev_version = None
@@ -97,7 +102,8 @@ def commit_tree(req: CommitRequest) -> CommitResult:
         metadata["version"] = version
     subject = req.subject or (f"{req.ref} {version}" if version else req.ref)
     checksum = ostree_repo.commit_directory(
-        repo, req.rootfs, ref=req.ref, parent=parent, subject=subject, metadata=metadata
-    )
-    ostree_repo.regenerate_summary(repo)
+        repo, req.rootfs, ref=req.ref, parent=parent, subject=subject, metadata=metadata,
+        signer=req.signer,
+    )  # fmt: skip
+    ostree_repo.regenerate_summary(repo, req.signer)
     return CommitResult(checksum, version, parent)

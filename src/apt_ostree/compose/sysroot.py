@@ -67,7 +67,8 @@ def add_remote(
         "a{sv}",
         {
             "gpg-verify": GLib.Variant("b", gpg_verify),
-            "gpg-verify-summary": GLib.Variant("b", False),
+            # As `remote add`: with a key, the summary must be signed as well.
+            "gpg-verify-summary": GLib.Variant("b", gpg_verify and bool(gpg_keys)),
         },
     )
     try:

@@ -32,6 +32,7 @@ from apt_ostree.debian.resolve import PackageInfo, resolve_tree
 from apt_ostree.debian.sources import host_sources, write_sources_file
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.signing import GpgSigner, check_signer
 from apt_ostree.reporter import Reporter
 
 INPUTS_KEY = "apt-ostree.inputs-sha256"
@@ -49,6 +50,7 @@ class ComposeOptions:
     force_nocache: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     write_commitid_to: Path | None = None
+    signer: GpgSigner | None = None
 
 
 @dataclass
@@ -108,6 +110,8 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     reason = ostree_repo.validate_ref(treefile.ref)
     if reason is not None:
         raise RepoError(f'invalid ref "{treefile.ref}": {reason}')
+    if options.signer is not None and not options.dry_run:
+        check_signer(options.signer)
     cachedir = options.cachedir or DEFAULT_CACHEDIR
     stanzas = treefile.sources if treefile.sources is not None else host_sources()
     arch = treefile.architecture or host_architecture()
@@ -193,6 +197,7 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
                 metadata=metadata,
                 version=str(version) if version is not None else None,
                 automatic_version_prefix=treefile.automatic_version_prefix,
+                signer=options.signer,
             )
         )
         reporter.task_end(commit.checksum)

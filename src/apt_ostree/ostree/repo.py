@@ -9,6 +9,8 @@ from typing import Any
 
 from apt_ostree.errors import RepoError
 from apt_ostree.ostree import Gio, GLib, OSTree
+from apt_ostree.ostree.signing import GpgSigner, sign_commit
+from apt_ostree.ostree.signing import regenerate_summary as regenerate_summary
 
 REPO_MODES = {
     "archive": OSTree.RepoMode.ARCHIVE,
@@ -129,11 +131,13 @@ def commit_directory(
     subject: str,
     metadata: dict[str, Any],
     timestamp: int | None = None,
+    signer: GpgSigner | None = None,
 ) -> str:
     """Commit the directory `root` on `ref` in one transaction; return the checksum.
 
     Ownership and modes are recorded as they are on disk (the tree is built as root).
-    An interrupted or failed commit leaves the ref untouched.
+    With `signer` the commit is signed before the ref moves. An interrupted or
+    failed commit (or signature) leaves the ref untouched.
     """
     meta = GLib.Variant("a{sv}", {k: _variant(v) for k, v in metadata.items()})
     try:
@@ -151,6 +155,8 @@ def commit_directory(
                 _, checksum = repo.write_commit_with_time(
                     parent, subject, None, meta, root_file, timestamp, None
                 )
+            if signer is not None:
+                sign_commit(repo, checksum, signer)
             repo.transaction_set_ref(None, ref, checksum)
             repo.commit_transaction(None)
         except BaseException:
@@ -159,13 +165,6 @@ def commit_directory(
     except GLib.Error as e:
         raise RepoError(f"cannot commit {root}: {e.message}") from e
     return str(checksum)
-
-
-def regenerate_summary(repo: OSTree.Repo) -> None:
-    try:
-        repo.regenerate_summary(None, None)
-    except GLib.Error as e:
-        raise RepoError(f"cannot update the summary file: {e.message}") from e
 
 
 def checkout_hardlinked(repo: OSTree.Repo, checksum: str, dest: Path) -> None:

@@ -18,6 +18,10 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import Gio, GLib, OSTree
 from apt_ostree.reporter import Reporter
 
+# Fixed by ostree commit fc5aef6f ("lib/pull: Don't scan commit objects we fetch
+# via deltas"), first released in 2023.7.
+DELTA_TARGET_SCAN_BUG = not OSTree.check_version(2023, 7)
+
 
 class PullError(AptOstreeError):
     pass
@@ -36,6 +40,14 @@ class UntrustedCommitError(PullError):
 
 
 class DowngradeError(PullError):
+    pass
+
+
+class UntrustedSummaryError(PullError):
+    pass
+
+
+class RefBindingError(PullError):
     pass
 
 
@@ -131,6 +143,14 @@ def pull(
 
     progress.connect("changed", changed)
     try:
+        if not commit_only and DELTA_TARGET_SCAN_BUG:
+            # libostree < 2023.7 also fetches, as plain objects, files that a static
+            # delta is still writing when the delta brought the commit object itself
+            # (ostree#2053). With the commit already here, the delta alone is used.
+            commit_options = dict(
+                options, flags=GLib.Variant("i", int(OSTree.RepoPullFlags.COMMIT_ONLY))
+            )
+            repo.pull_with_options(remote, GLib.Variant("a{sv}", commit_options), None, cancellable)
         repo.pull_with_options(remote, GLib.Variant("a{sv}", options), progress, cancellable)
     except GLib.Error as e:
         if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CANCELLED):
@@ -150,6 +170,13 @@ _CURL_ERROR = re.compile(r"While fetching (\S+): \[\d+\] (.*)")
 _NO_BRANCH = re.compile(r"No such branch '([^']*)'")
 _GPG_COMMIT = re.compile(r"Commit ([0-9a-f]{64}): ")
 _GPG_KEY_ID = re.compile(r"key ID ([0-9A-F]+)")
+# libostree says either, depending on whether summary.sig is missing or empty.
+_NO_SUMMARY_SIGNATURE = re.compile(r"but no summary(\.sig| signatures) found")
+# libostree quotes refs with U+2018/U+2019.
+_REF_BINDING = re.compile(
+    r"(?:Commit ([0-9a-f]{64}): )?Commit has no requested ref \u2018([^\u2019]*)\u2019"
+    r" in ref binding metadata \((.*)\)"
+)
 _OLDER = re.compile(
     r"revision '([0-9a-f]{64})' with timestamp '([^']*)' is chronologically older than"
     r" current revision '([0-9a-f]{64})' with timestamp '([^']*)'"
@@ -166,12 +193,26 @@ def pull_error(e: GLib.Error, remote: str, url: str, targets: list[str]) -> Pull
     if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.NOT_FOUND) and "HTTP 404" in message:
         what = ", ".join(targets)
         return RefNotInRemoteError(f'"{what}" is not in remote "{remote}" ({url})')
+    if _NO_SUMMARY_SIGNATURE.search(message) or (
+        "summary" in message.lower() and e.domain == "OstreeGpgError"
+    ):
+        return UntrustedSummaryError(
+            f'the summary of remote "{remote}" ({url}) is not signed by a key trusted for it'
+            f" ({_gpg_reason(message)})"
+        )
     if e.domain == "OstreeGpgError" or "signatures found" in message:
         m = _GPG_COMMIT.search(message)
         commit = m.group(1) if m else ", ".join(targets)
         return UntrustedCommitError(
             f'commit {commit} is not signed by a key trusted for remote "{remote}"'
             f" ({_gpg_reason(message)})"
+        )
+    if m := _REF_BINDING.search(message):
+        commit = m.group(1) or ", ".join(targets)
+        bound = m.group(3).replace("\u2018", '"').replace("\u2019", '"')
+        return RefBindingError(
+            f'commit {commit} of remote "{remote}" is bound to {bound}, not to "{m.group(2)}";'
+            " refusing it"
         )
     if m := _OLDER.search(message):
         return DowngradeError(
@@ -183,7 +224,7 @@ def pull_error(e: GLib.Error, remote: str, url: str, targets: list[str]) -> Pull
 
 def _gpg_reason(message: str) -> str:
     """libostree's verification failure in a few words (it spans several lines)."""
-    if "no signatures found" in message.lower():
+    if "no signatures found" in message.lower() or _NO_SUMMARY_SIGNATURE.search(message):
         return "no signatures found"
     if "public key not found" in message and (m := _GPG_KEY_ID.search(message)):
         return f"signed by unknown key {m.group(1)}"

@@ -1,7 +1,8 @@
 """Remotes of the sysroot's repo: add (GPG verification on by default), list, delete.
 
 GPG is the signature mechanism: Debian 12's libostree is built without
-libsodium, so `sign-ed25519` verification is not available.
+libsodium, so `sign-ed25519` verification is not available. A remote added
+with keys also verifies the summary's signature.
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def add_remote(
         "a{sv}",
         {
             "gpg-verify": GLib.Variant("b", gpg_verify),
-            # Repositories publish unsigned summaries as often as not; the
-            # commits themselves are what is verified.
-            "gpg-verify-summary": GLib.Variant("b", False),
+            # With a trusted key the summary must be signed too: it names the
+            # commit of every ref, and an unsigned one could hold a client back.
+            "gpg-verify-summary": GLib.Variant("b", gpg_verify and bool(gpg_keys)),
         },
     )
     try:
