@@ -10,16 +10,12 @@ mounted, when it is cancelled or the daemon is killed.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest

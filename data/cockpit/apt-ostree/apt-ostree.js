@@ -91,7 +91,8 @@
             state.sysrootPath = values.Path.v;
             state.osPath = values.DefaultOS.v;
             const [kargs] = await client.call(state.osPath, OS_IFACE, "GetKernelArgs", [{}], { type: "a{sv}" });
-            state.kargs = kargs;
+            // ostree= is the boot loader's business, never the user's: not shown for editing.
+            state.kargs = kargs.split(/\s+/).filter(k => k && !k.startsWith("ostree=")).join(" ");
         } catch (ex) {
             $("system").textContent = "Cannot reach apt-ostreed: " + ex.message;
             return;
