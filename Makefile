@@ -15,7 +15,8 @@ APT_PACKAGES := \
 	python3-dasbus python3-pytest python3-seccomp ostree mmdebstrap dracut-core bubblewrap \
 	gnupg dpkg-dev apt-utils e2fsprogs xfsprogs \
 	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
-	python3-pexpect dbus polkitd
+	python3-pexpect dbus polkitd \
+	cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
 # What `make deb` needs besides APT_PACKAGES.
 DEB_BUILD_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all lintian
 PIP_PACKAGES := ruff==0.17.6 mypy==2.4.1 types-PyYAML
@@ -53,6 +54,7 @@ compose: deps deb
 DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
 DEB_OUT ?= build/deb
 DEB_FILE = $(DEB_OUT)/apt-ostree_$(DEB_VERSION)_all.deb
+COCKPIT_DEB_FILE = $(DEB_OUT)/apt-ostree-cockpit_$(DEB_VERSION)_all.deb
 
 deb: deps
 	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do \
@@ -62,16 +64,16 @@ deb: deps
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	mkdir -p "$(DEB_OUT)"
-	rm -f "$(DEB_OUT)"/apt-ostree_*
+	rm -f "$(DEB_OUT)"/apt-ostree_* "$(DEB_OUT)"/apt-ostree-cockpit_*
 	set -e; work=$$(mktemp -d /tmp/apt-ostree-deb.XXXXXX); trap 'rm -rf "$$work"' EXIT; \
 	mkdir "$$work/src"; \
 	tar -c --exclude-vcs --exclude=./build --exclude=./$(VENV) --exclude=__pycache__ \
 		--exclude='*.egg-info' --exclude=./.pybuild . | tar -x -C "$$work/src"; \
 	(cd "$$work/src" && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$$HOME" \
 		dpkg-buildpackage -us -uc -b --no-sign); \
-	cp "$$work"/apt-ostree_$(DEB_VERSION)_all.deb "$(DEB_OUT)/"
+	cp "$$work"/apt-ostree_$(DEB_VERSION)_all.deb "$$work"/apt-ostree-cockpit_$(DEB_VERSION)_all.deb "$(DEB_OUT)/"
 	@echo; dpkg-deb -I "$(DEB_FILE)" | sed -n '/Package:/,/Description:/p'
-	@echo "Built $(DEB_FILE)"
+	@echo "Built $(DEB_FILE) $(COCKPIT_DEB_FILE)"
 
 lint: deps
 	$(BIN)/ruff check src tests $(wildcard bench/*)
@@ -81,7 +83,7 @@ lint: deps
 # The package must be lintian-clean: errors and warnings fail (overrides in
 # debian/apt-ostree.lintian-overrides say why each one is there).
 lintian: deb
-	lintian --fail-on error,warning "$(DEB_FILE)"
+	lintian --fail-on error,warning "$(DEB_FILE)" "$(COCKPIT_DEB_FILE)"
 
 test: deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.layerpkgs",
     "tests.fixtures.selfdeb",
     "tests.fixtures.daemon",
+    "tests.fixtures.cockpit",
 ]
 
 # Fast tests first, so that a broken change fails within minutes (and `-x` stops

@@ -10,16 +10,12 @@ mounted, when it is cancelled or the daemon is killed.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,59 +24,11 @@ from apt_ostree.client import BUS_ADDRESS_ENV
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.system.recovery import SCRATCH_PREFIXES, mounts_under
 from tests.fixtures.aptrepo import DebSpec, build_deb
-from tests.fixtures.daemon import Daemon, python_env, start_daemon
+from tests.fixtures.daemon import Daemon, Gate, python_env, start_daemon
 from tests.fixtures.debianbase import DebianSysroot
 from tests.fixtures.sysroot import REF, SysrootFixture, deployments_json
 
 ORIGIN_REF = f"origin:{REF}"
-
-
-# -- an HTTP remote that holds object requests -----------------------------------------
-
-
-@dataclass
-class Gate:
-    """Object requests wait until `release()`; `waiting` is set when one arrived."""
-
-    released: threading.Event = field(default_factory=threading.Event)
-    waiting: threading.Event = field(default_factory=threading.Event)
-
-    def release(self) -> None:
-        self.released.set()
-
-
-class _GatedHandler(http.server.SimpleHTTPRequestHandler):
-    gate: Gate
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/objects/"):
-            self.gate.waiting.set()
-            self.gate.released.wait(60)
-        super().do_GET()
-
-
-@pytest.fixture
-def gated_remote(sysroot: SysrootFixture) -> Iterator[Gate]:
-    """The sysroot's remote `origin` is the fixture repo over HTTP, behind a gate."""
-    gate = Gate()
-    handler = functools.partial(_GatedHandler, directory=str(sysroot.repo.path))
-    _GatedHandler.gate = gate
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    repo = f"--repo={sysroot.path}/ostree/repo"
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    subprocess.run(["ostree", repo, "remote", "delete", "origin"], check=True)
-    subprocess.run(["ostree", repo, "remote", "add", "--no-gpg-verify", "origin", url],
-                   check=True)  # fmt: skip
-    try:
-        yield gate
-    finally:
-        gate.release()
-        server.shutdown()
 
 
 def _start_cli(daemon: Daemon, *args: str) -> subprocess.Popen[str]:
