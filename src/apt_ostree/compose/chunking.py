@@ -69,9 +69,9 @@ def package_components(reader: CommitReader, walk: CommitWalk) -> list[Component
     # Sorted: an object that two packages ship goes to the first by name, every build.
     for package in sorted(lists):
         for line in _read(reader, lists[package]).splitlines():
-            checksum = by_path.get(_commit_path(line, toplevel_links))
-            if checksum is not None:
-                owner.setdefault(checksum, package)
+            owned = by_path.get(_commit_path(line, toplevel_links))
+            if owned is not None:
+                owner.setdefault(owned, package)
     for checksum, paths in walk.objects.items():
         if checksum not in owner:
             initramfs = any(

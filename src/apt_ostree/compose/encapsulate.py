@@ -166,6 +166,8 @@ def encapsulate(req: EncapsulateRequest, reporter: Reporter | None = None) -> En
         raise AptOstreeError(f"--format-version must be 1 or 2, not {req.format_version}")
     if req.max_layers < 1:
         raise AptOstreeError("--max-layers must be at least 1")
+    if dest.transport == "oci":
+        OciLayout.check_path(dest.path)
     if dest.transport == "oci-archive" and not dest.path.parent.is_dir():
         raise OciError(f"{dest.path.parent} is not a directory")
     extra_config = _image_config(req.image_config)

@@ -93,12 +93,19 @@ class OciLayout:
         self.path = path
         self.blobs = path / "blobs" / "sha256"
 
-    @classmethod
-    def create(cls, path: Path) -> OciLayout:
+    @staticmethod
+    def check_path(path: Path) -> None:
+        """Fail unless `path` is a layout, an empty directory or can be made one."""
         if path.exists() and not path.is_dir():
             raise OciError(f"{path} is not a directory")
         if path.is_dir() and any(path.iterdir()) and not (path / "oci-layout").is_file():
             raise OciError(f"{path} is not an OCI image layout (no oci-layout file; not empty)")
+        if not path.exists() and not path.parent.is_dir():
+            raise OciError(f"{path.parent} is not a directory")
+
+    @classmethod
+    def create(cls, path: Path) -> OciLayout:
+        cls.check_path(path)
         layout = cls(path)
         layout.blobs.mkdir(parents=True, exist_ok=True)
         _write_atomic(path / "oci-layout", canonical_json(LAYOUT_FILE))

@@ -7,6 +7,7 @@ registries.conf and the signature policy from policy.json, as for podman.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,13 @@ from apt_ostree.errors import CommandError
 from apt_ostree.oci.imgref import ImageReference
 from apt_ostree.oci.layout import OciError
 from apt_ostree.run import run
+
+
+def _skopeo() -> list[str]:
+    """skopeo with the registries.conf that CONTAINERS_REGISTRIES_CONF names: skopeo 1.9
+    takes it only as a flag."""
+    conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    return ["skopeo", "--registries-conf", conf] if conf else ["skopeo"]
 
 
 def _auth(authfile: Path | None, flag: str) -> list[str]:
@@ -27,7 +35,7 @@ def copy(src: ImageReference, dest: ImageReference, *, authfile: Path | None = N
         digestfile = Path(tmp) / "digest"
         try:
             run(
-                ["skopeo", "copy", "--quiet", "--preserve-digests",
+                [*_skopeo(), "copy", "--quiet", "--preserve-digests",
                  *_auth(authfile, "--dest-authfile"), "--digestfile", digestfile,
                  str(src), str(dest)],
                 what=f"skopeo copy to {dest}",
@@ -40,7 +48,7 @@ def copy(src: ImageReference, dest: ImageReference, *, authfile: Path | None = N
 def inspect_raw(ref: ImageReference, *, authfile: Path | None = None) -> Any:
     """The image's manifest as JSON."""
     try:
-        proc = run(["skopeo", "inspect", "--raw", *_auth(authfile, "--authfile"), str(ref)])
+        proc = run([*_skopeo(), "inspect", "--raw", *_auth(authfile, "--authfile"), str(ref)])
     except CommandError as e:
         raise OciError(f"cannot read the image {ref}: {_last_line(e.output)}") from e
     try:
