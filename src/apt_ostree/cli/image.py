@@ -55,6 +55,7 @@ def register(csub: Any) -> None:
     img.add_argument("--format", choices=["ociarchive", "oci", "registry"], default="ociarchive",
                      help="what OUTPUT is (default ociarchive)")  # fmt: skip
     img.add_argument("--cachedir", type=Path, help="cache: APT indexes, .debs and the OSTree repo")
+    img.add_argument("--repo", type=Path, help="OSTree repo to use (default CACHEDIR/repo)")
     img.add_argument("--initialize", action="store_true",
                      help="create OUTPUT if it does not exist (otherwise it must)")  # fmt: skip
     img.add_argument("--touch-if-changed", type=Path, metavar="FILE",
@@ -96,6 +97,7 @@ def cmd_image(args: argparse.Namespace) -> int:
             output=args.output,
             format=args.format,
             cachedir=args.cachedir,
+            repo=args.repo,
             initialize=args.initialize,
             labels=dict(args.label),
             image_config=args.image_config,

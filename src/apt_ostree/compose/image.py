@@ -29,6 +29,7 @@ class ImageRequest:
     output: str
     format: str = "ociarchive"
     cachedir: Path | None = None
+    repo: Path | None = None  # default CACHEDIR/repo
     initialize: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     image_config: Path | None = None
@@ -67,7 +68,7 @@ def compose_image(req: ImageRequest, reporter: Reporter) -> ImageResult:
     if previous is None and not req.initialize:
         raise AptOstreeError(f"{req.output} does not exist: pass --initialize to create it")
     cachedir = req.cachedir or DEFAULT_CACHEDIR
-    repo = cachedir / "repo"
+    repo = req.repo or cachedir / "repo"
     compose_tree(treefile, ComposeOptions(repo=repo, cachedir=cachedir), reporter)
     commit = ostree_repo.resolve_ref(ostree_repo.open_repo(repo), treefile.ref)
     if commit is None:
