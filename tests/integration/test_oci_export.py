@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from apt_ostree.oci.layout import Descriptor, OciLayout
-from tests.fixtures.ocitrees import KVER, LONG_NAME, XATTR, PackagedRepo
+from tests.fixtures.ocitrees import (
+    KVER,
+    LONG_NAME,
+    REPO_DIR,
+    XATTR,
+    PackagedRepo,
+    extract_layers,
+    layer_paths,
+    ostree,
+)
 from tests.fixtures.registry import Registry
 from tests.fixtures.sysroot import apt_ostree
-
-REPO_DIR = "sysroot/ostree/repo"
 
 
 def encapsulate(repo: PackagedRepo, version: str, imgref: str, *args: str) -> str:
@@ -34,26 +41,6 @@ def manifest_of(layout_dir: Path, tag: str) -> dict[str, Any]:
     layout = OciLayout.open(layout_dir)
     result: dict[str, Any] = layout.read_json_blob(layout.manifest_descriptor(tag))
     return result
-
-
-def layer_paths(layout_dir: Path, manifest: dict[str, Any]) -> list[Path]:
-    return [OciLayout(layout_dir).blob_path(layer["digest"]) for layer in manifest["layers"]]
-
-
-def extract_layers(layers: list[Path], dest: Path) -> None:
-    dest.mkdir()
-    for layer in layers:
-        subprocess.run(
-            ["tar", "-xzpf", layer, "-C", dest, "--numeric-owner", "--xattrs",
-             "--xattrs-include=*"],
-            check=True,
-        )  # fmt: skip
-
-
-def ostree(*args: str | Path) -> str:
-    proc = subprocess.run(["ostree", *map(str, args)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def test_the_layers_unpack_to_a_repo_that_passes_fsck_and_holds_the_same_commit(

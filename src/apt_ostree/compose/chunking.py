@@ -28,7 +28,7 @@ class Component:
     checksums: tuple[str, ...]
 
 
-def _commit_path(listed: str, toplevel_links: dict[str, str]) -> str:
+def dpkg_path_in_commit(listed: str, toplevel_links: dict[str, str]) -> str:
     """A path from a dpkg .list as the commit holds it."""
     path = listed.strip("/")
     head, sep, rest = path.partition("/")
@@ -69,7 +69,7 @@ def package_components(reader: CommitReader, walk: CommitWalk) -> list[Component
     # Sorted: an object that two packages ship goes to the first by name, every build.
     for package in sorted(lists):
         for line in _read(reader, lists[package]).splitlines():
-            owned = by_path.get(_commit_path(line, toplevel_links))
+            owned = by_path.get(dpkg_path_in_commit(line, toplevel_links))
             if owned is not None:
                 owner.setdefault(owned, package)
     for checksum, paths in walk.objects.items():
