@@ -158,7 +158,7 @@ def test_max_layers_lumps_small_packages_and_keeps_big_ones_alone(
     packaged_repo: PackagedRepo, tmp_path: Path
 ) -> None:
     encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img", "--max-layers", "5")
-    manifest = manifest_of(tmp_path / "img", None)  # type: ignore[arg-type]
+    manifest = manifest_of(tmp_path / "img", None)
     groups = [
         layer["annotations"]["ostree.components"].split(",") for layer in manifest["layers"][1:]
     ]
@@ -166,6 +166,21 @@ def test_max_layers_lumps_small_packages_and_keeps_big_ones_alone(
     assert ["pkg-big"] in groups
     names = [name for group in groups for name in group]
     assert len(names) == len(set(names)) == 8
+
+
+def test_format_version_2_writes_the_parent_directories_in_each_layer(
+    packaged_repo: PackagedRepo, tmp_path: Path
+) -> None:
+    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img", "--format-version", "2")
+    manifest = manifest_of(tmp_path / "img", None)
+    components = [layer["annotations"]["ostree.components"] for layer in manifest["layers"][1:]]
+    pkg_b = layer_paths(tmp_path / "img", manifest)[1 + components.index("pkg-b")]
+    with tarfile.open(pkg_b) as tar:
+        members = {m.name: m for m in tar}
+        names = list(members)
+    for directory in ("usr", "usr/lib", "usr/lib/pkg-b", "etc"):
+        assert members[directory].isdir()
+    assert names.index("usr/lib/pkg-b") < names.index("usr/lib/pkg-b/data")
 
 
 def test_the_same_commit_gives_the_same_digest_and_bytes(
