@@ -281,3 +281,13 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(
     assert proc.returncode == 1 and "no/such/ref" in proc.stderr
     assert not (tmp_path / "new").exists()
     assert list((tmp_path / "notalayout").iterdir()) == [tmp_path / "notalayout/file"]
+
+
+def test_compose_image_needs_initialize_to_create_its_output(tmp_path: Path) -> None:
+    treefile = tmp_path / "tree.yaml"
+    treefile.write_text("ref: test/oci/image\nsuite: bookworm\npackages: [systemd]\n")
+    output = tmp_path / "image.ociarchive"
+    proc = apt_ostree(None, "compose", "image", treefile, output, "--cachedir", tmp_path / "c")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {output} does not exist: pass --initialize to create it"
+    assert not output.exists() and not (tmp_path / "c").exists()
