@@ -2,8 +2,9 @@
 
 Ownership comes from the dpkg database in the commit (`info/*.list`); the
 paths there are as dpkg installed them (`/bin/x`, `/etc/x`, `/boot/vmlinuz-K`)
-and are mapped to where the commit holds them. Content no package owns is one
-component of its own, the initramfs another.
+and are mapped to where the commit holds them. dpkg's `info/NAME.*` files go
+with their package. Content no package owns is one component of its own, the
+initramfs another.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ def package_components(reader: CommitReader, walk: CommitWalk) -> list[Component
             owned = by_path.get(dpkg_path_in_commit(line, toplevel_links))
             if owned is not None:
                 owner.setdefault(owned, package)
+    # dpkg's own files about a package (info/NAME[:ARCH].list, .md5sums, scripts)
+    # travel with it: an update of one package changes only its layer there.
+    for path, checksum in by_path.items():
+        name = path[len(prefix) :] if path.startswith(prefix) else ""
+        # NAME may hold dots (libperl5.36:amd64.list); the extension never does.
+        package = name.rpartition(".")[0].partition(":")[0] if "/" not in name else ""
+        if package in lists:
+            owner.setdefault(checksum, package)
     for checksum, paths in walk.objects.items():
         if checksum not in owner:
             initramfs = any(
