@@ -133,7 +133,7 @@ def test_layers_are_split_by_package_and_labelled(
     manifest = image.manifest
     components = [layer["annotations"]["ostree.components"] for layer in manifest["layers"][1:]]
     assert sorted(components) == [
-        "apt-ostree-initramfs", "apt-ostree-unpackaged-content", "dash",
+        "apt-ostree-dpkg-status", "apt-ostree-initramfs", "apt-ostree-unpackaged-content", "dash",
         "pkg-a", "pkg-b", "pkg-big", "pkg-c", "pkg-d",
     ]  # fmt: skip
     # pkg-c and pkg-d ship the same content: one object, both paths in pkg-c's layer.
@@ -165,7 +165,7 @@ def test_max_layers_lumps_small_packages_and_keeps_big_ones_alone(
     assert len(manifest["layers"]) == 5
     assert ["pkg-big"] in groups
     names = [name for group in groups for name in group]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
 
 
 def test_format_version_2_writes_the_parent_directories_in_each_layer(
@@ -213,8 +213,8 @@ def test_an_update_with_the_previous_build_changes_only_the_changed_packages_lay
     old, new = layers("v1"), layers("v2")
     assert old.keys() == new.keys()
     changed = {name for name in old if old[name] != new[name]}
-    # pkg-b itself, the dpkg database (unpackaged) and layer 0 (the commit).
-    assert changed == {"<layer 0>", "pkg-b", "apt-ostree-unpackaged-content"}
+    # pkg-b itself, dpkg's status and layer 0 (the commit).
+    assert changed == {"<layer 0>", "pkg-b", "apt-ostree-dpkg-status"}
 
 
 def test_skopeo_copies_the_image_to_a_registry_and_reads_its_labels(
