@@ -244,6 +244,12 @@ def test_encapsulate_pushes_straight_to_a_registry_with_the_same_digest(
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     assert json.loads(raw)["annotations"]["ostree.commit"] == packaged_repo.commits["1"]
+    # The previous build read back from the registry: its split kept, the same image.
+    again = encapsulate(
+        packaged_repo, "1", f"oci:{tmp_path}/again", "--previous-build-manifest",
+        registry.ref("apt-ostree/pushed:v1"),
+    )  # fmt: skip
+    assert again == local
 
 
 def test_umoci_unpacks_the_image_with_etc_at_the_top(image: Image, tmp_path: Path) -> None:
