@@ -24,6 +24,8 @@ pytest_plugins = [
     "tests.fixtures.selfdeb",
     "tests.fixtures.daemon",
     "tests.fixtures.cockpit",
+    "tests.fixtures.registry",
+    "tests.fixtures.ocitrees",
 ]
 
 # Fast tests first, so that a broken change fails within minutes (and `-x` stops
