@@ -59,6 +59,19 @@ def _daemon_error(e: GLib.Error) -> DaemonError:
     return DaemonError(f"cannot reach apt-ostreed: {e.message}")
 
 
+# dbus-daemon gives up on an activation after 25 s (service_start_timeout) while
+# systemd goes on starting apt-ostreed.service: on a slow machine (an emulated one
+# under load) the first call after boot can time out although the daemon comes
+# up. Asking again waits for the same start job; after this many tries, give up.
+ACTIVATION_ATTEMPTS = 4
+
+
+def _activation_timed_out(name: str, message: str) -> bool:
+    return name == "org.freedesktop.DBus.Error.TimedOut" and message.startswith(
+        "Failed to activate service"
+    )
+
+
 def _named_error(name: str, message: str) -> DaemonError:
     if name.startswith("org.freedesktop.DBus.Error.") and name.endswith(
         ("ServiceUnknown", "NameHasNoOwner", "Spawn.ChildExited", "NoReply", "Disconnected")
@@ -124,23 +137,41 @@ class DaemonClient(Client):
         reply: str | None,
         fds: Gio.UnixFDList | None = None,
     ) -> Any:
+        from apt_ostree.ostree import GLib
+
+        for attempt in range(1, ACTIVATION_ATTEMPTS + 1):
+            try:
+                return self._call_once(path, interface, method, args, reply, fds)
+            except GLib.Error as e:
+                error = _daemon_error(e)
+                if attempt == ACTIVATION_ATTEMPTS or not _activation_timed_out(
+                    error.name, str(error)
+                ):
+                    raise error from e
+        raise AssertionError("unreachable")
+
+    def _call_once(
+        self,
+        path: str,
+        interface: str,
+        method: str,
+        args: GLib.Variant | None,
+        reply: str | None,
+        fds: Gio.UnixFDList | None,
+    ) -> Any:
         from apt_ostree.ostree import Gio, GLib
 
-        try:
-            if fds is not None and fds.get_length():
-                result, _ = self.connection.call_with_unix_fd_list_sync(
-                    BUS_NAME, path, interface, method, args,
-                    GLib.VariantType(reply) if reply else None,
-                    Gio.DBusCallFlags.NONE, self.timeout_ms, fds, None,
-                )  # fmt: skip
-            else:
-                result = self.connection.call_sync(
-                    BUS_NAME, path, interface, method, args,
-                    GLib.VariantType(reply) if reply else None,
-                    Gio.DBusCallFlags.NONE, self.timeout_ms, None,
-                )  # fmt: skip
-        except GLib.Error as e:
-            raise _daemon_error(e) from e
+        reply_type = GLib.VariantType(reply) if reply else None
+        flags = Gio.DBusCallFlags.NONE
+        if fds is not None and fds.get_length():
+            result, _ = self.connection.call_with_unix_fd_list_sync(
+                BUS_NAME, path, interface, method, args, reply_type, flags, self.timeout_ms,
+                fds, None,
+            )  # fmt: skip
+        else:
+            result = self.connection.call_sync(
+                BUS_NAME, path, interface, method, args, reply_type, flags, self.timeout_ms, None
+            )
         return result.unpack() if result is not None else ()
 
     def _json(self, path: str, interface: str, method: str, args: GLib.Variant | None) -> Any:
@@ -178,18 +209,22 @@ class DaemonClient(Client):
         """What `apt-ostree status --json` prints, parsed."""
         from apt_ostree.client import wire
 
-        if self._connection is None:
+        attempt = 0
+        while self._connection is None:
+            attempt += 1
             try:
                 text = wire.call_string(
                     wire.bus_address(self.bus), BUS_NAME, SYSROOT_PATH, SYSROOT_INTERFACE,
                     "GetStatus",
                 )  # fmt: skip
             except wire.WireError as e:
+                if attempt < ACTIVATION_ATTEMPTS and _activation_timed_out(e.name, str(e)):
+                    continue
                 raise _named_error(e.name, str(e)) from None
             except OSError as e:
                 raise DaemonError(f"cannot connect to the {self.bus} bus: {e}") from None
             except wire.Unsupported:
-                pass
+                break
             else:
                 status: dict[str, Any] = json.loads(text)
                 return status

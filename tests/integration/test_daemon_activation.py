@@ -1,0 +1,79 @@
+"""A daemon that comes up after the bus has given up activating it is still reached.
+
+dbus-daemon fails an activation after `service_start_timeout` (25 s on the system
+bus) while systemd goes on starting apt-ostreed.service: under load (an emulated
+machine's first boot) the first `apt-ostree status` timed out although the daemon
+came up seconds later. The client asks again. Here a private bus with a 1 s
+timeout activates a daemon whose first start takes 3 s (the bus kills that one, as
+it does with a slow service it spawned itself); the next start is quick.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apt_ostree.client import BUS_ADDRESS_ENV
+from apt_ostree.daemon.bus import BUS_NAME
+from tests.fixtures.daemon import BUS_CONFIG, python_env
+from tests.fixtures.sysroot import TOP, SysrootFixture
+
+SLOW_FIRST_START = """#!/bin/sh
+# The first start is slow; the ones after it are not.
+if [ ! -e {marker} ]; then touch {marker}; sleep 3; fi
+exec env PYTHONPATH={src} {python} -m apt_ostree.daemon --bus "$DBUS_STARTER_ADDRESS" \\
+    --sysroot {sysroot} --idle-exit 0 2>>{log}
+"""
+
+
+@pytest.fixture
+def activating_bus(sysroot: SysrootFixture) -> Iterator[str]:
+    tmp = Path(tempfile.mkdtemp(prefix="apt-ostree-bus-"))
+    services = tmp / "services"
+    services.mkdir()
+    script = tmp / "start-apt-ostreed"
+    script.write_text(SLOW_FIRST_START.format(
+        marker=tmp / "started-once", src=TOP / "src", python=sys.executable,
+        sysroot=sysroot.path, log=tmp / "apt-ostreed.log",
+    ))  # fmt: skip
+    script.chmod(0o755)
+    (services / f"{BUS_NAME}.service").write_text(
+        f"[D-BUS Service]\nName={BUS_NAME}\nExec={script}\n"
+    )
+    extra = (
+        f"  <servicedir>{services}</servicedir>\n"
+        '  <limit name="service_start_timeout">1000</limit>\n</busconfig>'
+    )
+    config = tmp / "bus.conf"
+    config.write_text(BUS_CONFIG.format(socket=tmp / "socket").replace("</busconfig>", extra))
+    proc = subprocess.Popen(
+        ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    address = proc.stdout.readline().strip()
+    try:
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(tmp)
+
+
+@pytest.mark.parametrize("args", [("status", "--json"), ("kargs",)])
+def test_the_cli_asks_again_when_the_activation_timed_out(
+    activating_bus: str, args: tuple[str, ...]
+) -> None:
+    """`status` (the wire protocol) and `kargs` (GDBus) both retry."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "apt_ostree", *args], capture_output=True, text=True,
+        env=python_env(**{BUS_ADDRESS_ENV: activating_bus}), check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
