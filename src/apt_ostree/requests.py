@@ -37,6 +37,8 @@ PACKAGE_MODIFIERS = {
     "uninstall-packages": "as",
     "install-local-packages": "ah",
 }
+# -C/--cache-only and --download-only of upgrade, deploy, rebase (system.upgrade.Fetch).
+FETCH_OPTIONS = {"cache-only": "b", "download-only": "b"}
 LAYERING_OPTIONS = {
     "allow-inactive": "b",
     "idempotent": "b",
@@ -72,15 +74,19 @@ METHODS = {
     for m in (
         Method(
             "Upgrade", "upgrade", (),
-            {"allow-downgrade": "b", "check": "b", "preview": "b", **PACKAGE_MODIFIERS},
+            {"allow-downgrade": "b", "check": "b", "preview": "b", **FETCH_OPTIONS,
+             **PACKAGE_MODIFIERS},
         ),
         Method(
             "Deploy", "deploy", (("revision", "s"),),
-            {"skip-branch-check": "b", **PACKAGE_MODIFIERS},
+            {"skip-branch-check": "b", "preview": "b", "disallow-downgrade": "b",
+             **FETCH_OPTIONS, **PACKAGE_MODIFIERS},
         ),
         Method(
             "Rebase", "rebase", (("refspec", "s"), ("revision", "s")),
-            {"branch": "s", "remote": "s", "skip-purge": "b", **PACKAGE_MODIFIERS},
+            {"branch": "s", "remote": "s", "skip-purge": "b", "disallow-downgrade": "b",
+             "custom-origin-url": "s", "custom-origin-description": "s", **FETCH_OPTIONS,
+             **PACKAGE_MODIFIERS},
         ),
         Method(
             "PkgChange", "package change", (("install", "as"), ("uninstall", "as")),
@@ -96,6 +102,8 @@ METHODS = {
             },
         ),
         Method("Rollback", "rollback", (), {}),
+        Method("RegisterDriver", "deploy --register-driver", (),
+               {"register-driver": "s", "driver-unit": "s"}),
         Method(
             "KernelArgs", "kargs", (("append", "as"), ("delete", "as")),
             {
@@ -222,6 +230,7 @@ class Request:
         base = {
             "Upgrade": "upgrade",
             "Deploy": "deploy",
+            "RegisterDriver": "deploy",
             "Rebase": "rebase",
             "Rollback": "rollback",
             "KernelArgs": "bootconfig",

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from apt_ostree.cli.db import format_diff_block
+from apt_ostree.cli.options import add_stateroot
 from apt_ostree.client import Request, open_client
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -20,7 +21,7 @@ def register(sub: Any) -> None:
         " (booted: the deployment before the booted one, or the booted one if a pending"
         " deployment is on top; offline: the second deployment). Nothing is deleted.",
     )  # fmt: skip
-    rollback.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(rollback)
     rollback.add_argument(
         "-r", "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
@@ -49,7 +50,7 @@ def register(sub: Any) -> None:
         "--import-proc-cmdline", action="store_true",
         help="start from /proc/cmdline (the booted deployment) instead of the boot entry",
     )  # fmt: skip
-    kargs.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(kargs)
     kargs.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 if nothing changed"
     )
@@ -63,7 +64,7 @@ def register(sub: Any) -> None:
         description="Removed deployments' objects are pruned; every deployment's commit"
         " and every ref stays.",
     )  # fmt: skip
-    cleanup.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(cleanup)
     cleanup.add_argument(
         "-p", "--pending", action="store_true", help="remove the pending (staged) deployment"
     )

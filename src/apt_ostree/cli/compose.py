@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
+from apt_ostree.errors import AptOstreeError
 from apt_ostree.reporter import Reporter
 
 
@@ -32,8 +32,9 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     tree.add_argument("--write-commitid-to", type=Path, metavar="FILE")
     tree.add_argument(
-        "--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed"
-    )
+        "--touch-if-changed", type=Path, metavar="FILE",
+        help="update the modification time of FILE (creating it) if a new commit was written",
+    )  # fmt: skip
     tree.set_defaults(func=cmd_tree)
 
     post = csub.add_parser("postprocess", help="convert a Debian tree to the OSTree layout")
@@ -93,8 +94,10 @@ def cmd_tree(args: argparse.Namespace) -> int:
         return 0
     if result.commit is None:
         print("No apparent changes since previous commit")
-        return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
+        return 0
     commit = result.commit
+    if args.touch_if_changed:
+        args.touch_if_changed.touch()
     if args.write_commitid_to:
         args.write_commitid_to.write_text(commit.checksum)
     print(f"Wrote commit: {commit.checksum}")

@@ -1,0 +1,66 @@
+"""Options and parser behaviour that every command shares, as rpm-ostree has them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+from apt_ostree import __version__
+
+# rpm-ostree exits 1 on a bad command line (GOption), not argparse's 2.
+EXIT_USAGE = 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with rpm-ostree's exit code for a bad command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: {message}\n")
+
+
+def add_global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """--version, -q/--quiet and --sysroot, accepted before and after the command
+    (rpm-ostree adds them to every command's option table). Below the top level
+    their default is SUPPRESS, so that an option given before the command is kept."""
+    default: dict[str, object] = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--version", action="version", version=f"apt-ostree {__version__}",
+                   help="print the version and exit")  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", help="print only results and errors",
+                   **default)  # type: ignore[arg-type]  # fmt: skip
+    p.add_argument(
+        "--sysroot", type=Path, metavar="SYSROOT",
+        help="work on the OSTree sysroot at SYSROOT, in-process"
+        " (default: the booted system, through apt-ostreed)",
+        **({"default": None} if top else default),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def add_stateroot(p: argparse.ArgumentParser) -> None:
+    """--stateroot, with rpm-ostree's older --os as its alias."""
+    p.add_argument("--stateroot", "--os", dest="osname", metavar="STATEROOT",
+                   help="operate on this stateroot (osname)")  # fmt: skip
+
+
+def subparsers(p: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """The (name, parser) of each command directly below `p`, in order."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+def walk(
+    p: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser below `p` (depth first) with its command path, e.g. ("override", "reset")."""
+    for name, child in subparsers(p):
+        yield (*path, name), child
+        yield from walk(child, (*path, name))
+
+
+def option_strings(p: argparse.ArgumentParser) -> list[str]:
+    """The options a parser itself accepts (not its commands'), help excluded."""
+    return [s for a in p._actions for s in a.option_strings if s not in ("-h", "--help")]
