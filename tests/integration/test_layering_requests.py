@@ -120,7 +120,10 @@ def test_override_replace_installs_the_local_version_of_a_base_package(
     ]
     # rpm-ostree's shape: [new, old] package tuples (nevra, name, epoch, version, revision, arch)
     assert d["base-local-replacements"] == [
-        [package_tuple(REPLACED, REPLACEMENT.version, "amd64"), package_tuple(REPLACED, old, "amd64")]
+        [
+            package_tuple(REPLACED, REPLACEMENT.version, "amd64"),
+            package_tuple(REPLACED, old, "amd64"),
+        ]
     ]
     assert d["packages"] == [] and d["requested-local-packages"] == []
     status = apt_ostree(layered.path, "status").stdout

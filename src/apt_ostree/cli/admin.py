@@ -57,6 +57,10 @@ def register(sub: Any) -> None:
     kargs.add_argument(
         "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
+    kargs.add_argument(
+        "--editor", action="store_true",
+        help="edit the kernel arguments in $EDITOR (VISUAL, then EDITOR, then vi)",
+    )  # fmt: skip
     kargs.set_defaults(func=cmd_kargs)
 
     cleanup = sub.add_parser(
@@ -138,7 +142,18 @@ def cmd_kargs(args: argparse.Namespace) -> int:
     edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present,
              args.replace)  # fmt: skip
     client = open_client(args.sysroot)
+    if args.editor:
+        if any(edits):
+            raise AptOstreeError("--editor cannot be used with --append, --delete or --replace")
+        current = client.kernel_args(
+            args.osname, index=args.deploy_index, import_proc_cmdline=args.import_proc_cmdline
+        )
+        edits = edits_from_editor(current, edit_in_editor(current))
+        args.append, args.delete = edits[0], edits[2]
     if not any(edits):
+        if args.editor:
+            print("Kernel arguments unchanged")
+            return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
         if args.reboot:
             raise AptOstreeError("--reboot needs a change of the kernel arguments")
         print(client.kernel_args(
@@ -166,6 +181,50 @@ def cmd_kargs(args: argparse.Namespace) -> int:
     elif result["booted"]:
         print(REBOOT_HINT)
     return 0
+
+
+EDITOR_HELP = """
+# Edit the kernel arguments above; lines starting with # are ignored.
+# Arguments are separated by spaces; quote a value with spaces: foo="a b".
+"""
+
+
+def edit_in_editor(current: str) -> str:
+    """The kernel arguments after the user edited `current` in $VISUAL/$EDITOR."""
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w+", prefix="apt-ostree-kargs-", suffix=".txt") as f:
+        f.write(current + "\n" + EDITOR_HELP)
+        f.flush()
+        code = subprocess.call([*shlex.split(editor), f.name])
+        if code != 0:
+            raise AptOstreeError(
+                f"the editor ({editor}) exited with status {code}; nothing changed"
+            )
+        f.seek(0)
+        text = f.read()
+    return " ".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def edits_from_editor(old: str, new: str) -> tuple[list[str], list[str], list[str], list[str],
+                                                   list[str]]:  # fmt: skip
+    """--append/--append-if-missing/--delete/--delete-if-present/--replace lists that turn
+    `old` into `new`: each argument that is gone is deleted by its exact KEY=VALUE, each
+    new one appended (after the ones kept)."""
+    from apt_ostree.ostree.kargs import split_kargs
+
+    before, after = split_kargs(old), split_kargs(new)
+    deleted, appended = list(before), []
+    for arg in after:
+        if arg in deleted:
+            deleted.remove(arg)
+        else:
+            appended.append(arg)
+    return appended, [], deleted, [], []
 
 
 # -- cleanup ------------------------------------------------------------------------

@@ -72,8 +72,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--skip-purge", action="store_true", help="keep the previous ref in the repository"
     )
-    p.add_argument("--custom-origin-url", metavar="URL",
-                   help="where the new ref comes from, for status (with a description)")  # fmt: skip
+    p.add_argument(
+        "--custom-origin-url", metavar="URL",
+        help="where the new ref comes from, for status (with a description)",
+    )  # fmt: skip
     p.add_argument("--custom-origin-description", metavar="TEXT",
                    help="a description of --custom-origin-url, for status")  # fmt: skip
     _disallow_downgrade(p)
@@ -135,7 +137,9 @@ def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
     from apt_ostree.cli.packages import is_local_deb
 
     options: dict[str, Any] = {
-        flag.replace("_", "-"): True for flag in ("cache_only", "download_only") if getattr(args, flag)
+        flag.replace("_", "-"): True
+        for flag in ("cache_only", "download_only")
+        if getattr(args, flag)
     }
     names = [p for p in args.install if not is_local_deb(p)]
     local = [p for p in args.install if is_local_deb(p)]

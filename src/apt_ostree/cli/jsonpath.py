@@ -29,7 +29,9 @@ class JsonPathError(AptOstreeError):
 def _subscript(text: str, expression: str) -> Step:
     text = text.strip()
     if text.startswith(("?", "(")):
-        raise JsonPathError(f'JSONPath "{expression}": filter and script expressions are not supported')
+        raise JsonPathError(
+            f'JSONPath "{expression}": filter and script expressions are not supported'
+        )
     if text == "*":
         return ("all", None)
     if ":" in text and not text.startswith(("'", '"')):
@@ -98,13 +100,13 @@ def _apply(step: Step, node: Any) -> list[Any]:
         for d in _descendants(node):
             found += _children(d) if arg == "*" else _apply(("keys", [arg]), d)
         return found
-    out = []
-    for key in arg:
-        if isinstance(node, dict) and isinstance(key, str) and key in node:
-            out.append(node[key])
-        elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
-            out.append(node[key])
-    return out
+    return [node[key] for key in arg if _has(node, key)]
+
+
+def _has(node: Any, key: str | int) -> bool:
+    if isinstance(node, dict):
+        return isinstance(key, str) and key in node
+    return isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node)
 
 
 def query(document: Any, expression: str) -> list[Any]:

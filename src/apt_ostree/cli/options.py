@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from apt_ostree import __version__
 
@@ -26,16 +26,16 @@ def add_global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
     """--version, -q/--quiet and --sysroot, accepted before and after the command
     (rpm-ostree adds them to every command's option table). Below the top level
     their default is SUPPRESS, so that an option given before the command is kept."""
-    default: dict[str, object] = {} if top else {"default": argparse.SUPPRESS}
+    quiet_default: Any = False if top else argparse.SUPPRESS
+    sysroot_default: Any = None if top else argparse.SUPPRESS
     p.add_argument("--version", action="version", version=f"apt-ostree {__version__}",
                    help="print the version and exit")  # fmt: skip
-    p.add_argument("-q", "--quiet", action="store_true", help="print only results and errors",
-                   **default)  # type: ignore[arg-type]  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", default=quiet_default,
+                   help="print only results and errors")  # fmt: skip
     p.add_argument(
-        "--sysroot", type=Path, metavar="SYSROOT",
+        "--sysroot", type=Path, metavar="SYSROOT", default=sysroot_default,
         help="work on the OSTree sysroot at SYSROOT, in-process"
         " (default: the booted system, through apt-ostreed)",
-        **({"default": None} if top else default),  # type: ignore[arg-type]
     )  # fmt: skip
 
 

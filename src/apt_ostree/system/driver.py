@@ -28,7 +28,10 @@ def read_driver(booted: bool, state: Path = DRIVER_STATE) -> dict[str, Any] | No
         return None
     if not isinstance(data, dict) or not data.get("driver-name"):
         return None
-    return {"driver-name": str(data["driver-name"]), "driver-sd-unit": str(data.get("driver-sd-unit", ""))}
+    return {
+        "driver-name": str(data["driver-name"]),
+        "driver-sd-unit": str(data.get("driver-sd-unit", "")),
+    }
 
 
 def register_driver(booted: bool, name: str, unit: str, state: Path = DRIVER_STATE) -> None:
