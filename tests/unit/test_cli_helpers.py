@@ -1,0 +1,73 @@
+"""status -J (JSONPath), rpm-ostree's package tuples for Debian packages, and the
+edits `kargs --editor` derives from the edited line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apt_ostree.cli.admin import edits_from_editor
+from apt_ostree.cli.jsonpath import JsonPathError, query
+from apt_ostree.system.status import package_tuple
+
+STATUS: dict[str, Any] = {
+    "deployments": [
+        {"id": "a", "booted": True, "packages": ["htop", "vim"], "base-commit-meta": {"v": 1}},
+        {"id": "b", "booted": False, "packages": [], "base-commit-meta": {"v": 2}},
+    ],
+    "transaction": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("$", [STATUS]),
+        ("$.deployments[0].id", ["a"]),
+        ("$.deployments[-1].id", ["b"]),
+        ("$.deployments[*].booted", [True, False]),
+        ("$['deployments'][1]['id']", ["b"]),
+        ("$.deployments[0].packages[0:2]", ["htop", "vim"]),
+        ("$.deployments[0,1].id", ["a", "b"]),
+        ("$..v", [1, 2]),
+        ("$.transaction", [None]),
+        ("$.nothing", []),
+        ("$.deployments[5].id", []),
+    ],
+)
+def test_jsonpath_selects_as_json_glib_does(expression: str, expected: list[Any]) -> None:
+    assert query(STATUS, expression) == expected
+
+
+@pytest.mark.parametrize("expression", ["deployments", "$.deployments[?(@.booted)]", "$.a b"])
+def test_jsonpath_refuses_what_json_glib_refuses(expression: str) -> None:
+    with pytest.raises(JsonPathError):
+        query(STATUS, expression)
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "arch", "expected"),
+    [
+        ("bash", "5.2.15-2+b2", "amd64", ["bash_5.2.15-2+b2_amd64", "bash", 0, "5.2.15", "2+b2", "amd64"]),
+        ("vim", "2:9.0.1378-2", "amd64", ["vim_2:9.0.1378-2_amd64", "vim", 2, "9.0.1378", "2", "amd64"]),
+        ("base-files", "12.4+deb12u5", "amd64", ["base-files_12.4+deb12u5_amd64", "base-files", 0, "12.4+deb12u5", "", "amd64"]),
+        ("libfoo", "1.0-rc1-3", "all", ["libfoo_1.0-rc1-3_all", "libfoo", 0, "1.0-rc1", "3", "all"]),
+    ],
+)  # fmt: skip
+def test_package_tuple_splits_debian_versions_like_nevra(
+    name: str, version: str, arch: str, expected: list[Any]
+) -> None:
+    assert package_tuple(name, version, arch) == expected
+
+
+def test_editor_edits_delete_what_is_gone_and_append_what_is_new() -> None:
+    old = 'root=UUID=1 ro console=tty0 console=ttyS0 quiet foo="a b"'
+    new = 'root=UUID=1 ro console=ttyS0 splash foo="a b" console=tty1'
+    append, _, delete, _, _ = edits_from_editor(old, new)
+    assert append == ["splash", "console=tty1"]
+    assert delete == ["console=tty0", "quiet"]
+
+
+def test_editor_edits_are_empty_when_nothing_changed() -> None:
+    assert not any(edits_from_editor("a=1 b", "  a=1   b "))
