@@ -47,18 +47,20 @@ def test_jsonpath_refuses_what_json_glib_refuses(expression: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "version", "arch", "expected"),
+    ("name", "version", "arch", "epoch", "upstream", "revision"),
     [
-        ("bash", "5.2.15-2+b2", "amd64", ["bash_5.2.15-2+b2_amd64", "bash", 0, "5.2.15", "2+b2", "amd64"]),
-        ("vim", "2:9.0.1378-2", "amd64", ["vim_2:9.0.1378-2_amd64", "vim", 2, "9.0.1378", "2", "amd64"]),
-        ("base-files", "12.4+deb12u5", "amd64", ["base-files_12.4+deb12u5_amd64", "base-files", 0, "12.4+deb12u5", "", "amd64"]),
-        ("libfoo", "1.0-rc1-3", "all", ["libfoo_1.0-rc1-3_all", "libfoo", 0, "1.0-rc1", "3", "all"]),
+        ("bash", "5.2.15-2+b2", "amd64", 0, "5.2.15", "2+b2"),
+        ("vim", "2:9.0.1378-2", "amd64", 2, "9.0.1378", "2"),
+        ("base-files", "12.4+deb12u5", "amd64", 0, "12.4+deb12u5", ""),  # native
+        ("libfoo", "1.0-rc1-3", "all", 0, "1.0-rc1", "3"),
     ],
-)  # fmt: skip
+)
 def test_package_tuple_splits_debian_versions_like_nevra(
-    name: str, version: str, arch: str, expected: list[Any]
+    name: str, version: str, arch: str, epoch: int, upstream: str, revision: str
 ) -> None:
-    assert package_tuple(name, version, arch) == expected
+    assert package_tuple(name, version, arch) == [
+        f"{name}_{version}_{arch}", name, epoch, upstream, revision, arch
+    ]  # fmt: skip
 
 
 def test_editor_edits_delete_what_is_gone_and_append_what_is_new() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from apt_ostree import __version__
 from apt_ostree.cli.main import ALIASES, build_parser
-from apt_ostree.cli.options import option_strings, subparsers, walk
+from apt_ostree.cli.options import subparsers, walk
 
 Path_ = tuple[str, ...]
 
@@ -119,7 +119,8 @@ def command_page(path: Path_, p: argparse.ArgumentParser, summary: str) -> str:
     if options:
         lines += [".SH OPTIONS", *options]
     for name, child in subparsers(p):
-        lines += [f'.SH "{_roff(" ".join((*path, name)).upper())}"', _synopsis((*path, name), child),
+        title = _roff(" ".join((*path, name)).upper())
+        lines += [f'.SH "{title}"', _synopsis((*path, name), child),
                   ".PP", _roff(child.description or _help_of((*path, name), p))]  # fmt: skip
         lines += _options_section(child)
     lines += [".SH SEE ALSO", "\\fBapt-ostree\\fR(8)", ""]
@@ -162,8 +163,11 @@ def bash_completion(parser: argparse.ArgumentParser) -> str:
         tables["vals"][key] = " ".join(_takes_value(p))
         tables["files"][key] = " ".join(_takes_path(p))
     tables["subs"]["_"] += " " + " ".join(sorted(ALIASES))
-    lines = ["# bash completion for apt-ostree (generated from its parser)", "_apt_ostree() {",
-             "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}"]  # fmt: skip
+    lines = [
+        "# bash completion for apt-ostree (generated from its parser)",
+        "_apt_ostree() {",
+        "    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}",
+    ]
     for name, table in tables.items():
         lines.append(f"    local -A {name}=(")
         lines += [f'        ["{k}"]="{v}"' for k, v in table.items()]

@@ -59,8 +59,3 @@ def walk(
     for name, child in subparsers(p):
         yield (*path, name), child
         yield from walk(child, (*path, name))
-
-
-def option_strings(p: argparse.ArgumentParser) -> list[str]:
-    """The options a parser itself accepts (not its commands'), help excluded."""
-    return [s for a in p._actions for s in a.option_strings if s not in ("-h", "--help")]
