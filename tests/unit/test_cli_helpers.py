@@ -3,12 +3,16 @@ edits `kargs --editor` derives from the edited line."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from typing import Any
 
 import pytest
 
 from apt_ostree.cli.admin import edits_from_editor
 from apt_ostree.cli.jsonpath import JsonPathError, query
+from apt_ostree.cli.main import main
 from apt_ostree.system.status import package_tuple
 
 STATUS: dict[str, Any] = {
@@ -73,3 +77,37 @@ def test_editor_edits_delete_what_is_gone_and_append_what_is_new() -> None:
 
 def test_editor_edits_are_empty_when_nothing_changed() -> None:
     assert not any(edits_from_editor("a=1 b", "  a=1   b "))
+
+
+class _FakeClient:
+    def __init__(self, status: dict[str, Any]) -> None:
+        self._status = status
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._status))
+
+
+def _deployment(booted: bool, staged: bool = False) -> dict[str, Any]:
+    return {"booted": booted, "staged": staged}
+
+
+@pytest.mark.parametrize(
+    ("deployments", "code"),
+    [
+        ([_deployment(False), _deployment(True)], 77),  # a new default waits for the reboot
+        ([_deployment(False, staged=True), _deployment(True)], 77),
+        ([_deployment(True), _deployment(False)], 0),  # the rollback is not pending
+    ],
+)
+def test_status_booted_pending_exit_77_looks_at_every_deployment(
+    monkeypatch: pytest.MonkeyPatch, deployments: list[dict[str, Any]], code: int
+) -> None:
+    import apt_ostree.cli.status as status_cli
+
+    fake = _FakeClient({"deployments": deployments})
+    monkeypatch.setattr(status_cli, "open_client", lambda sysroot: fake)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = main(["status", "-b", "--pending-exit-77", "-J", "$.deployments[*].booted"])
+    assert result == code
+    assert json.loads(out.getvalue()) == [True]  # -b printed the booted deployment alone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from apt_ostree.cli.db import format_diff_block
@@ -205,8 +206,8 @@ def edit_in_editor(current: str) -> str:
             raise AptOstreeError(
                 f"the editor ({editor}) exited with status {code}; nothing changed"
             )
-        f.seek(0)
-        text = f.read()
+        # by path: editors (sed -i, vim's backupcopy) may replace the file
+        text = Path(f.name).read_text()
     return " ".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
