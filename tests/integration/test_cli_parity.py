@@ -38,7 +38,7 @@ def test_status_json_has_rpm_ostree_commit_meta_signatures_and_leaves_out_what_d
         assert key not in d
 
 
-def test_status_shows_the_pending_base_commit_that_upgrade_check_fetched(
+def test_after_upgrade_check_status_shows_the_pending_base_and_cache_only_refuses_it(
     http_sysroot: HttpSysroot,
 ) -> None:
     served = http_sysroot.repo
@@ -48,6 +48,11 @@ def test_status_shows_the_pending_base_commit_that_upgrade_check_fetched(
     assert d["pending-base-checksum"] == served.commits["2"]
     assert d["pending-base-version"] == "2"
     assert isinstance(d["pending-base-timestamp"], int)
+    # only the commit's metadata is here: -C cannot deploy it
+    proc = apt_ostree(http_sysroot.path, "upgrade", "--cache-only")
+    assert proc.returncode == 1
+    assert "run again without -C/--cache-only" in proc.stderr
+    assert [d["checksum"] for d in deployments_json(http_sysroot.path)] == [served.commits["1"]]
 
 
 def test_status_jsonpath_prints_the_selected_values_global_options_after_the_command(
@@ -78,18 +83,6 @@ def test_download_only_fetches_the_update_and_cache_only_deploys_it_without_the_
     assert proc.returncode == 0, proc.stderr
     assert len(served.log.requests) == requests  # nothing fetched
     assert deployments_json(http_sysroot.path)[0]["checksum"] == served.commits["2"]
-
-
-def test_cache_only_refuses_a_commit_of_which_only_the_metadata_is_here(
-    http_sysroot: HttpSysroot,
-) -> None:
-    served = http_sysroot.repo
-    served.set_tip(served.commits["2"])
-    assert apt_ostree(http_sysroot.path, "upgrade", "--check").returncode == 0
-    proc = apt_ostree(http_sysroot.path, "upgrade", "--cache-only")
-    assert proc.returncode == 1
-    assert "run again without -C/--cache-only" in proc.stderr
-    assert [d["checksum"] for d in deployments_json(http_sysroot.path)] == [served.commits["1"]]
 
 
 def test_deploy_preview_shows_the_package_changes_and_deploys_nothing(
