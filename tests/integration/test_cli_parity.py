@@ -13,15 +13,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.fixtures.httprepo import HttpSysroot
 from tests.fixtures.sysroot import REF, TOP, apt_ostree, deployments_json
 
 
-def _status(sysroot: Path) -> dict:  # type: ignore[type-arg]
+def _status(sysroot: Path) -> dict[str, Any]:
     proc = apt_ostree(sysroot, "status", "--json")
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+    status: dict[str, Any] = json.loads(proc.stdout)
+    return status
 
 
 def test_status_json_has_rpm_ostree_commit_meta_signatures_and_leaves_out_what_does_not_apply(
