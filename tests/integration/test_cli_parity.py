@@ -201,3 +201,10 @@ def test_db_diff_changelogs_prints_the_new_entries_of_each_upgrade(tmp_path: Pat
     assert "Changelog of pkg-b:" in out and "Changelog of pkg-c:" in out
     assert "Fix the frobnicator." in out and "Faster." in out
     assert "First." not in out  # the old version's own entry is not new
+
+
+def test_register_driver_needs_the_booted_system(http_sysroot: HttpSysroot) -> None:
+    proc = apt_ostree(http_sysroot.path, "deploy", "--register-driver", "Zincati")
+    assert proc.returncode == 1
+    assert "--register-driver needs the booted system" in proc.stderr
+    assert _status(http_sysroot.path)["update-driver"] is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +112,28 @@ def test_status_booted_pending_exit_77_looks_at_every_deployment(
         result = main(["status", "-b", "--pending-exit-77", "-J", "$.deployments[*].booted"])
     assert result == code
     assert json.loads(out.getvalue()) == [True]  # -b printed the booted deployment alone
+
+
+def test_update_driver_is_recorded_for_the_booted_system_only(tmp_path: Path) -> None:
+    from apt_ostree.errors import AptOstreeError
+    from apt_ostree.system.driver import read_driver, register_driver
+
+    state = tmp_path / "run/apt-ostree/update-driver.json"
+    with pytest.raises(AptOstreeError, match="needs the booted system"):
+        register_driver(False, "Zincati", "zincati.service", state)
+    assert not state.exists()
+    register_driver(True, "Zincati", "zincati.service", state)
+    assert read_driver(True, state) == {
+        "driver-name": "Zincati", "driver-sd-unit": "zincati.service"
+    }  # fmt: skip
+    assert read_driver(False, state) is None  # an offline sysroot has no driver
+
+
+def test_the_driver_unit_is_read_from_the_cgroup(tmp_path: Path) -> None:
+    from apt_ostree.cli.deploy import caller_unit
+
+    cgroup = tmp_path / "cgroup"
+    cgroup.write_text("0::/system.slice/zincati.service\n")
+    assert caller_unit(cgroup) == "zincati.service"
+    cgroup.write_text("0::/user.slice/user-0.slice/session-3.scope\n")
+    assert caller_unit(cgroup) == "session-3.scope"
