@@ -40,6 +40,8 @@ PACKAGE_MODIFIERS = {
 # Every change that makes a new deployment: on a booted system, a staged deployment
 # that waits for FinalizeDeployment.
 STAGING = {"lock-finalization": "b"}
+# -C/--cache-only and --download-only of upgrade, deploy, rebase (system.upgrade.Fetch).
+FETCH_OPTIONS = {"cache-only": "b", "download-only": "b"}
 LAYERING_OPTIONS = {
     "allow-inactive": "b",
     "idempotent": "b",
@@ -75,15 +77,19 @@ METHODS = {
     for m in (
         Method(
             "Upgrade", "upgrade", (),
-            {"allow-downgrade": "b", "check": "b", "preview": "b", **PACKAGE_MODIFIERS, **STAGING},
+            {"allow-downgrade": "b", "check": "b", "preview": "b", **FETCH_OPTIONS,
+             **PACKAGE_MODIFIERS, **STAGING},
         ),
         Method(
             "Deploy", "deploy", (("revision", "s"),),
-            {"skip-branch-check": "b", **PACKAGE_MODIFIERS, **STAGING},
+            {"skip-branch-check": "b", "preview": "b", "disallow-downgrade": "b",
+             **FETCH_OPTIONS, **PACKAGE_MODIFIERS},
         ),
         Method(
             "Rebase", "rebase", (("refspec", "s"), ("revision", "s")),
-            {"branch": "s", "remote": "s", "skip-purge": "b", **PACKAGE_MODIFIERS, **STAGING},
+            {"branch": "s", "remote": "s", "skip-purge": "b", "disallow-downgrade": "b",
+             "custom-origin-url": "s", "custom-origin-description": "s", **FETCH_OPTIONS,
+             **PACKAGE_MODIFIERS, **STAGING},
         ),
         Method(
             "PkgChange", "package change", (("install", "as"), ("uninstall", "as")),
@@ -100,6 +106,8 @@ METHODS = {
             },
         ),
         Method("Rollback", "rollback", (), {}),
+        Method("RegisterDriver", "deploy --register-driver", (),
+               {"register-driver": "s", "driver-unit": "s"}),
         Method(
             "KernelArgs", "kargs", (("append", "as"), ("delete", "as")),
             {
@@ -231,6 +239,7 @@ class Request:
         base = {
             "Upgrade": "upgrade",
             "Deploy": "deploy",
+            "RegisterDriver": "deploy",
             "Rebase": "rebase",
             "Rollback": "rollback",
             "KernelArgs": "bootconfig",

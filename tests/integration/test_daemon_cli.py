@@ -59,6 +59,11 @@ SEQUENCE = [
     ("db", "version"),
     ("upgrade", "--check"),
     ("upgrade", "--preview"),
+    ("status", "-J", "$.deployments[*].pending-base-version"),
+    ("deploy", "--preview", "version=2"),
+    ("upgrade", "--download-only"),
+    ("upgrade", "-C"),
+    ("deploy", "--disallow-downgrade", "version=2"),
     ("deploy", "version=2"),
     ("deploy", "version=2", "--unchanged-exit-77"),
     ("db", "diff"),
@@ -81,8 +86,11 @@ SEQUENCE = [
     ("finalize-deployment", "--allow-missing-checksum"),
     ("status",),
     ("status", "--json"),
+    ("rebase", "--custom-origin-url=https://images.example.org", "--custom-origin-description=Ex",
+     f"origin:{REF}", "version=1"),
+    ("status", "--json"),
     ("reset",),
-]
+]  # fmt: skip
 
 
 def test_every_command_prints_the_same_through_the_daemon(twins: Twins) -> None:

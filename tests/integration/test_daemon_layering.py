@@ -91,7 +91,8 @@ def test_overrides_search_and_refresh_go_through_the_daemon(
     assert proc.returncode == 0, proc.stderr
     assert f"  {REPLACED} " in proc.stdout and f"-> {REPLACEMENT.version}" in proc.stdout
     d = deployments_json(debian_sysroot.path)[0]
-    assert d["base-local-replacements"][0][::2] == [REPLACED, REPLACEMENT.version]
+    new = d["base-local-replacements"][0][0]
+    assert new[0] == f"{REPLACED}_{REPLACEMENT.version}_amd64" and new[1] == REPLACED
     proc = layering_daemon.cli("override", "reset", REPLACED)
     assert proc.returncode == 0, proc.stderr
     assert deployments_json(debian_sysroot.path)[0]["checksum"] == debian_sysroot.base_checksum

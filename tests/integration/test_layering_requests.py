@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from apt_ostree.system.status import package_tuple
 from tests.fixtures.aptrepo import DebSpec, build_deb
 from tests.fixtures.debianbase import DebianSysroot
 from tests.fixtures.deployments import fsck
@@ -117,7 +118,13 @@ def test_override_replace_installs_the_local_version_of_a_base_package(
     assert [e.split(":", 1)[1] for e in d["requested-base-local-replacements"]] == [
         f"{REPLACED}_{REPLACEMENT.version}_amd64"
     ]
-    assert d["base-local-replacements"] == [[REPLACED, old, REPLACEMENT.version]]
+    # rpm-ostree's shape: [new, old] package tuples (nevra, name, epoch, version, revision, arch)
+    assert d["base-local-replacements"] == [
+        [
+            package_tuple(REPLACED, REPLACEMENT.version, "amd64"),
+            package_tuple(REPLACED, old, "amd64"),
+        ]
+    ]
     assert d["packages"] == [] and d["requested-local-packages"] == []
     status = apt_ostree(layered.path, "status").stdout
     assert f"ReplacedBasePackages: {REPLACED} {old} -> {REPLACEMENT.version}" in status
@@ -149,7 +156,7 @@ def test_replacement_survives_a_rebuild_of_the_layer(
     tree = assert_healthy(layered)
     assert installed_version(tree, REPLACED) == REPLACEMENT.version
     d = deployments_json(layered.path)[0]
-    assert d["packages"] == ["dep-top"] and d["base-local-replacements"][0][0] == REPLACED
+    assert d["packages"] == ["dep-top"] and d["base-local-replacements"][0][0][1] == REPLACED
 
 
 def test_replacing_a_package_that_is_not_in_the_base_is_an_error(

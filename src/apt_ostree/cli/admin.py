@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from apt_ostree.cli.db import format_diff_block
 from apt_ostree.cli.finalization import add_lock_option, lock_options
+from apt_ostree.cli.options import add_stateroot
 from apt_ostree.client import Request, open_client
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -21,7 +23,7 @@ def register(sub: Any) -> None:
         " (booted: the deployment before the booted one, or the booted one if a pending"
         " deployment is on top; offline: the second deployment). Nothing is deleted.",
     )  # fmt: skip
-    rollback.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(rollback)
     rollback.add_argument(
         "-r", "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
@@ -50,7 +52,7 @@ def register(sub: Any) -> None:
         "--import-proc-cmdline", action="store_true",
         help="start from /proc/cmdline (the booted deployment) instead of the boot entry",
     )  # fmt: skip
-    kargs.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(kargs)
     kargs.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 if nothing changed"
     )
@@ -58,6 +60,10 @@ def register(sub: Any) -> None:
         "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
     add_lock_option(kargs)
+    kargs.add_argument(
+        "--editor", action="store_true",
+        help="edit the kernel arguments in $EDITOR (VISUAL, then EDITOR, then vi)",
+    )  # fmt: skip
     kargs.set_defaults(func=cmd_kargs)
 
     cleanup = sub.add_parser(
@@ -65,7 +71,7 @@ def register(sub: Any) -> None:
         description="Removed deployments' objects are pruned; every deployment's commit"
         " and every ref stays.",
     )  # fmt: skip
-    cleanup.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(cleanup)
     cleanup.add_argument(
         "-p", "--pending", action="store_true", help="remove the pending (staged) deployment"
     )
@@ -139,7 +145,18 @@ def cmd_kargs(args: argparse.Namespace) -> int:
     edits = (args.append, args.append_if_missing, args.delete, args.delete_if_present,
              args.replace)  # fmt: skip
     client = open_client(args.sysroot)
+    if args.editor:
+        if any(edits):
+            raise AptOstreeError("--editor cannot be used with --append, --delete or --replace")
+        current = client.kernel_args(
+            args.osname, index=args.deploy_index, import_proc_cmdline=args.import_proc_cmdline
+        )
+        edits = edits_from_editor(current, edit_in_editor(current))
+        args.append, args.delete = edits[0], edits[2]
     if not any(edits):
+        if args.editor:
+            print("Kernel arguments unchanged")
+            return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
         if args.reboot:
             raise AptOstreeError("--reboot needs a change of the kernel arguments")
         print(client.kernel_args(
@@ -168,6 +185,50 @@ def cmd_kargs(args: argparse.Namespace) -> int:
     elif result["booted"]:
         print(REBOOT_HINT)
     return 0
+
+
+EDITOR_HELP = """
+# Edit the kernel arguments above; lines starting with # are ignored.
+# Arguments are separated by spaces; quote a value with spaces: foo="a b".
+"""
+
+
+def edit_in_editor(current: str) -> str:
+    """The kernel arguments after the user edited `current` in $VISUAL/$EDITOR."""
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w+", prefix="apt-ostree-kargs-", suffix=".txt") as f:
+        f.write(current + "\n" + EDITOR_HELP)
+        f.flush()
+        code = subprocess.call([*shlex.split(editor), f.name])
+        if code != 0:
+            raise AptOstreeError(
+                f"the editor ({editor}) exited with status {code}; nothing changed"
+            )
+        # by path: editors (sed -i, vim's backupcopy) may replace the file
+        text = Path(f.name).read_text()
+    return " ".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def edits_from_editor(old: str, new: str) -> tuple[list[str], list[str], list[str], list[str],
+                                                   list[str]]:  # fmt: skip
+    """--append/--append-if-missing/--delete/--delete-if-present/--replace lists that turn
+    `old` into `new`: each argument that is gone is deleted by its exact KEY=VALUE, each
+    new one appended (after the ones kept)."""
+    from apt_ostree.ostree.kargs import split_kargs
+
+    before, after = split_kargs(old), split_kargs(new)
+    deleted, appended = list(before), []
+    for arg in after:
+        if arg in deleted:
+            deleted.remove(arg)
+        else:
+            appended.append(arg)
+    return appended, [], deleted, [], []
 
 
 # -- cleanup ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from apt_ostree.cli import image
-from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
+from apt_ostree.errors import AptOstreeError
 from apt_ostree.reporter import Reporter
 
 
@@ -33,8 +33,9 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     tree.add_argument("--write-commitid-to", type=Path, metavar="FILE")
     tree.add_argument(
-        "--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed"
-    )
+        "--touch-if-changed", type=Path, metavar="FILE",
+        help="update the modification time of FILE (creating it) if a new commit was written",
+    )  # fmt: skip
     add_signing_arguments(tree)
     tree.set_defaults(func=cmd_tree)
 
@@ -117,8 +118,10 @@ def cmd_tree(args: argparse.Namespace) -> int:
         return 0
     if result.commit is None:
         print("No apparent changes since previous commit")
-        return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
+        return 0
     commit = result.commit
+    if args.touch_if_changed:
+        args.touch_if_changed.touch()
     if args.write_commitid_to:
         args.write_commitid_to.write_text(commit.checksum)
     print(f"Wrote commit: {commit.checksum}")

@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
     def add_repo(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--repo", type=Path, metavar="PATH",
+            "-r", "--repo", type=Path, metavar="PATH",
             help="look revisions up in this repository (default: the sysroot's)",
         )  # fmt: skip
 
@@ -52,6 +52,10 @@ def register(sub: Any) -> None:
     diff.add_argument(
         "--base", action="store_true", help="diff deployments' base commits, not layered ones"
     )
+    diff.add_argument(
+        "-c", "--changelogs", action="store_true",
+        help="also print the Debian changelog entries of each upgraded package",
+    )  # fmt: skip
     add_repo(diff)
     diff.set_defaults(func=cmd_diff)
 
@@ -157,7 +161,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     found = open_client(args.sysroot).db_diff(
-        args.from_rev, args.to_rev, base=args.base, repo=args.repo
+        args.from_rev, args.to_rev, base=args.base, repo=args.repo, changelogs=args.changelogs
     )
     old, new, diff = found["from"], found["to"], found["diff"]
     if args.format == "json":
@@ -169,6 +173,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     lines = format_diff_lines(diff) if args.format == "diff" else format_diff_block(diff)
     for line in lines:
         print(line)
+    for name, text in sorted(found.get("changelogs", {}).items()):
+        print(f"\nChangelog of {name}:" if text else f"\nChangelog of {name}: none in the commit")
+        for entry in (text or "").splitlines():
+            print(f"  {entry}".rstrip())
     return 0
 
 

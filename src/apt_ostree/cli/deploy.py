@@ -9,6 +9,7 @@ from typing import Any
 
 from apt_ostree.cli.db import diff_summary, format_diff_block
 from apt_ostree.cli.finalization import add_lock_option, lock_options
+from apt_ostree.cli.options import add_stateroot
 from apt_ostree.client import Client, Request, open_client, open_local_packages
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -16,7 +17,7 @@ from apt_ostree.reporter import Reporter
 
 def register(sub: Any) -> None:
     p = sub.add_parser("upgrade", help="pull the origin's ref and deploy its new commit")
-    p.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--check", action="store_true",
@@ -36,28 +37,51 @@ def register(sub: Any) -> None:
         help="allow a new commit that is older than the deployed one",
     )  # fmt: skip
     _common(p)
+    # rpm-ostree's legacy spelling of --unchanged-exit-77
+    p.add_argument("--upgrade-unchanged-exit-77", action="store_true", dest="unchanged_exit_77",
+                   help=argparse.SUPPRESS)  # fmt: skip
+    _bypass_driver(p)
     p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("deploy", help="deploy a given revision of the origin's ref")
-    p.add_argument("revision", metavar="REVISION", help="CHECKSUM, version=VERSION, revision=CSUM")
-    p.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    p.add_argument("revision", metavar="REVISION", nargs="?",
+                   help="CHECKSUM, version=VERSION, revision=CSUM")  # fmt: skip
+    add_stateroot(p)
     p.add_argument(
         "--skip-branch-check", action="store_true",
         help="allow a commit that is not in the history of the origin's ref",
     )  # fmt: skip
+    p.add_argument(
+        "--preview", action="store_true",
+        help="show the package changes of REVISION; deploy nothing (exit 77 if none)",
+    )  # fmt: skip
+    _disallow_downgrade(p)
     _common(p)
+    p.add_argument(
+        "--register-driver", metavar="DRIVERNAME",
+        help="register the caller as the update driver of the system (see docs/upgrade.md)",
+    )  # fmt: skip
+    _bypass_driver(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("rebase", help="switch to another ref (and remote)")
     p.add_argument("refspec", metavar="REFSPEC", nargs="?", help="REMOTE:REF, or REF")
     p.add_argument("revision", metavar="REVISION", nargs="?", help="a commit of the new ref")
-    p.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(p)
     p.add_argument("-b", "--branch", metavar="REF", help="rebase to this ref of the same remote")
     p.add_argument("-m", "--remote", metavar="NAME", help="rebase to this remote")
     p.add_argument(
         "--skip-purge", action="store_true", help="keep the previous ref in the repository"
     )
-    _common(p)
+    p.add_argument(
+        "--custom-origin-url", metavar="URL",
+        help="where the new ref comes from, for status (with a description)",
+    )  # fmt: skip
+    p.add_argument("--custom-origin-description", metavar="TEXT",
+                   help="a description of --custom-origin-url, for status")  # fmt: skip
+    _disallow_downgrade(p)
+    _common(p, exit_77=False)
+    _bypass_driver(p)
     p.set_defaults(func=cmd_rebase)
 
     p = sub.add_parser("remote", help="add, list and delete remotes of the sysroot's repo")
@@ -79,11 +103,26 @@ def register(sub: Any) -> None:
     r.set_defaults(func=cmd_remote_delete)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _disallow_downgrade(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--disallow-downgrade", action="store_true",
+                   help="refuse a commit older than the deployed one")  # fmt: skip
+
+
+def _bypass_driver(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bypass-driver", action="store_true",
+                   help="go ahead although an update driver is registered")  # fmt: skip
+
+
+def _common(p: argparse.ArgumentParser, *, exit_77: bool = True) -> None:
     p.add_argument("-r", "--reboot", action="store_true", help="reboot after the change")
-    p.add_argument(
-        "--unchanged-exit-77", action="store_true", help="exit 77 if nothing was deployed"
-    )
+    p.add_argument("-C", "--cache-only", action="store_true",
+                   help="fetch nothing: use the commit and packages already here")  # fmt: skip
+    p.add_argument("--download-only", action="store_true",
+                   help="fetch the commit and packages; deploy nothing")  # fmt: skip
+    if exit_77:  # rpm-ostree: upgrade and deploy, not rebase
+        p.add_argument(
+            "--unchanged-exit-77", action="store_true", help="exit 77 if nothing was deployed"
+        )
     p.add_argument(
         "--install", action="append", default=[], metavar="PKG",
         help="also layer this package (name or ./file.deb; repeatable)",
@@ -99,7 +138,11 @@ def _modifiers(args: argparse.Namespace) -> dict[str, Any]:
     """The --install/--uninstall options, applied in the same transaction."""
     from apt_ostree.cli.packages import is_local_deb
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {
+        flag.replace("_", "-"): True
+        for flag in ("cache_only", "download_only")
+        if getattr(args, flag)
+    }
     names = [p for p in args.install if not is_local_deb(p)]
     local = [p for p in args.install if is_local_deb(p)]
     if names:
@@ -136,7 +179,10 @@ def _finish(
 ) -> int:
     if not result["changed"]:
         print(unchanged_message)
-        return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
+        return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0
+    if not result["deployed"]:
+        print(f"Downloaded {_label(result['new'])}; nothing deployed (--download-only)")
+        return 0
     _print_deployed(result, args.reboot)
     if args.reboot:
         client.reboot()
@@ -147,7 +193,43 @@ def _open(args: argparse.Namespace) -> Client:
     client = open_client(args.sysroot)
     if getattr(args, "reboot", False):
         client.require_booted_for_reboot()
+    if not getattr(args, "bypass_driver", True) and client.booted:
+        driver = client.status().get("update-driver")
+        if driver:
+            name, unit = driver["driver-name"], driver["driver-sd-unit"]
+            raise AptOstreeError(
+                f"updates and deployments are driven by {name} ({unit or 'no unit'});"
+                f" use --bypass-driver to go ahead anyway"
+            )
     return client
+
+
+def caller_unit(cgroup: Path = Path("/proc/self/cgroup")) -> str:
+    """The systemd unit this process runs in (the driver's), from its cgroup path."""
+    try:
+        text = cgroup.read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        for part in reversed(line.rpartition(":")[2].split("/")):
+            if part.endswith((".service", ".scope")):
+                return part
+    return ""
+
+
+def _register_driver(args: argparse.Namespace) -> int:
+    """`deploy --register-driver NAME`: as rpm-ostree, without a REVISION it only
+    registers the caller (and its systemd unit) as the update driver."""
+    if args.revision or args.install or args.uninstall or args.preview:
+        raise AptOstreeError("--register-driver takes no REVISION, --install, --uninstall"
+                             " or --preview")  # fmt: skip
+    client = open_client(args.sysroot)
+    options = {"register-driver": args.register_driver, "driver-unit": caller_unit()}
+    client.transact(Request("RegisterDriver", [], options, osname=args.osname),
+                    Reporter(quiet=args.quiet))  # fmt: skip
+    if not args.quiet:
+        print(f"Registered {args.register_driver} as the update driver")
+    return 0
 
 
 def _print_available(result: dict[str, Any], preview: bool) -> None:
@@ -190,10 +272,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     if check and (args.install or args.uninstall):
         raise AptOstreeError("--install and --uninstall cannot be used with --check or --preview")
     client = _open(args)
-    options: dict[str, Any] = {"allow-downgrade": args.allow_downgrade}
+    options: dict[str, Any] = {"allow-downgrade": args.allow_downgrade, **_modifiers(args)}
     if check:
         options["check"] = True
-    options.update(_modifiers(args))
     request = Request("Upgrade", [], options, osname=args.osname)
     result = client.transact(request, Reporter(quiet=args.quiet))
     if check:
@@ -206,17 +287,40 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.register_driver is not None:
+        return _register_driver(args)
+    if not args.revision:
+        raise AptOstreeError("deploy needs a REVISION")
     client = _open(args)
-    options: dict[str, Any] = {"skip-branch-check": args.skip_branch_check, **_modifiers(args)}
+    options: dict[str, Any] = {
+        "skip-branch-check": args.skip_branch_check,
+        "disallow-downgrade": args.disallow_downgrade,
+        **_modifiers(args),
+    }
+    if args.preview:
+        options["preview"] = True
     request = Request("Deploy", [args.revision], options, osname=args.osname)
     result = client.transact(request, Reporter(quiet=args.quiet))
     new = result["new"]["checksum"]
+    if args.preview:
+        if not result["changed"]:
+            print(f"No change: {new} is already deployed.")
+            return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
+        _print_available(result, preview=True)
+        return 0
     return _finish(args, client, result, f"No change: {new} is already deployed.")
 
 
 def cmd_rebase(args: argparse.Namespace) -> int:
     client = _open(args)
-    options: dict[str, Any] = {"skip-purge": args.skip_purge, **_modifiers(args)}
+    options: dict[str, Any] = {
+        "skip-purge": args.skip_purge,
+        "disallow-downgrade": args.disallow_downgrade,
+        **_modifiers(args),
+    }
+    for key in ("custom_origin_url", "custom_origin_description"):
+        if getattr(args, key) is not None:
+            options[key.replace("_", "-")] = getattr(args, key)
     if args.branch is not None:
         options["branch"] = args.branch
     if args.remote is not None:
@@ -225,7 +329,8 @@ def cmd_rebase(args: argparse.Namespace) -> int:
         "Rebase", [args.refspec or "", args.revision or ""], options, osname=args.osname
     )
     result = client.transact(request, Reporter(quiet=args.quiet))
-    print(f"Rebased from {result['from']} to {result['to']}")
+    if result["deployed"]:
+        print(f"Rebased from {result['from']} to {result['to']}")
     return _finish(args, client, result, "No change.")
 
 

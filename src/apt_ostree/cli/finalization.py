@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from apt_ostree.cli.options import add_stateroot
 from apt_ostree.client import Request, open_client
 from apt_ostree.reporter import Reporter
 
@@ -41,7 +42,7 @@ def register(sub: Any) -> None:
         "--allow-unlocked", action="store_true",
         help="reboot even if the staged deployment is not locked",
     )  # fmt: skip
-    p.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(p)
     p.set_defaults(func=cmd_finalize_deployment)
 
 

@@ -6,9 +6,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from apt_ostree import __version__
+from apt_ostree.cli.options import EXIT_USAGE, Parser, add_global_options, walk
 from apt_ostree.errors import AptOstreeError, CommandError
 
 # Which module of apt_ostree.cli registers each command. Only the module of the
@@ -34,44 +33,64 @@ COMMANDS = {
     "search": "packages",
     "refresh-md": "packages",
 }
+# rpm-ostree's hidden aliases (legacy names and dnf's), not listed in --help.
+ALIASES = {
+    "update": "upgrade",
+    "pkg-add": "install",
+    "pkg-remove": "uninstall",
+    "remove": "uninstall",
+    "makecache": "refresh-md",
+}
 GLOBAL_OPTIONS_WITH_VALUE = ("--sysroot",)
 
 
-def _command_of(argv: Sequence[str]) -> str | None:
+def _command_index(argv: Sequence[str]) -> int | None:
+    """Where the command is in `argv`: its first argument that is not an option."""
     skip = False
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if skip:
             skip = False
         elif arg in GLOBAL_OPTIONS_WITH_VALUE:
             skip = True
         elif not arg.startswith("-"):
-            return arg
+            return i
     return None
 
 
+def resolve_aliases(argv: Sequence[str]) -> list[str]:
+    """`argv` with a hidden alias of the command replaced by the command's name."""
+    out = list(argv)
+    i = _command_index(out)
+    if i is not None and out[i] in ALIASES:
+        out[i] = ALIASES[out[i]]
+    return out
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The parser; with `argv`, only the module of its command is loaded."""
+    parser = Parser(
         prog="apt-ostree",
         description="Atomic, image-based Debian systems with package layering.",
     )
-    parser.add_argument("--version", action="version", version=f"apt-ostree {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
-    parser.add_argument(
-        "--sysroot", type=Path, default=None, metavar="PATH",
-        help="work on the OSTree sysroot at PATH, in-process"
-        " (default: the booted system, through apt-ostreed)",
-    )  # fmt: skip
+    add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    command = _command_of(sys.argv[1:] if argv is None else argv)
+    i = _command_index(argv) if argv is not None else None
+    command = argv[i] if argv is not None and i is not None else None
     wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for name in wanted:
         importlib.import_module(f"apt_ostree.cli.{name}").register(sub)
+    for _, child in walk(parser):
+        add_global_options(child, top=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args_list = resolve_aliases(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as e:  # --help, --version, or a bad command line (exit 1)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         code: int = args.func(args)
     except AptOstreeError as e:

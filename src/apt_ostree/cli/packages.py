@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from apt_ostree.cli.finalization import add_lock_option, lock_options
+from apt_ostree.cli.options import add_stateroot
 from apt_ostree.client import Client, Request, open_client, open_local_packages
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -13,29 +14,38 @@ from apt_ostree.reporter import Reporter
 REBOOT_HINT = 'Run "systemctl reboot" to start a reboot'
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--os", dest="osname", help="operate on this osname")
+def _common(p: argparse.ArgumentParser, *, exit_77: bool = True) -> None:
+    add_stateroot(p)
     p.add_argument("-n", "--dry-run", action="store_true", help="print the transaction only")
     p.add_argument("-y", "--assumeyes", action="store_true", help="(always non-interactive)")
     p.add_argument("-r", "--reboot", action="store_true", help="reboot afterwards (booted only)")
     p.add_argument("-C", "--cache-only", action="store_true", help="use only cached packages")
     p.add_argument("--download-only", action="store_true", help="download, change nothing")
     p.add_argument("--idempotent", action="store_true", help="no error if already done")
-    p.add_argument("--unchanged-exit-77", action="store_true", help="exit 77 if nothing changed")
+    p.add_argument("--allow-inactive", action="store_true",
+                   help="allow requesting a package that is in the base")  # fmt: skip
     add_lock_option(p)
+    if exit_77:  # rpm-ostree: install and uninstall, not override or reset
+        p.add_argument(
+            "--unchanged-exit-77", action="store_true", help="exit 77 if nothing changed"
+        )
+
+
+def _packages_option(p: argparse.ArgumentParser, flag: str, text: str) -> None:
+    p.add_argument(flag, action="append", default=[], metavar="PKG", help=text)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("install", help="layer packages (names or ./file.deb)")
     p.add_argument("packages", nargs="+", metavar="PKG")
-    p.add_argument("--allow-inactive", action="store_true",
-                   help="allow requesting a package that is in the base")  # fmt: skip
+    _packages_option(p, "--uninstall", "also remove this layered package (repeatable)")
     _common(p)
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("uninstall", help="remove layered packages")
     p.add_argument("packages", nargs="*", metavar="PKG")
     p.add_argument("--all", action="store_true", help="remove every layered package")
+    _packages_option(p, "--install", "also layer this package (repeatable)")
     _common(p)
     p.set_defaults(func=cmd_uninstall)
 
@@ -43,32 +53,37 @@ def register(sub: Any) -> None:
     osub = p.add_subparsers(dest="override_command", metavar="COMMAND", required=True)
     r = osub.add_parser("remove", help="remove packages of the base commit")
     r.add_argument("packages", nargs="+", metavar="PKG")
-    _common(r)
+    r.add_argument(
+        "--replace", action="append", default=[], metavar="./FILE.deb",
+        help="also replace a base package by this local .deb (repeatable)",
+    )  # fmt: skip
+    _common(r, exit_77=False)
     r.set_defaults(func=cmd_override_remove)
     r = osub.add_parser("replace", help="replace base packages by local .deb files")
     r.add_argument("packages", nargs="+", metavar="./FILE.deb")
-    _common(r)
+    _packages_option(r, "--remove", "also remove this base package (repeatable)")
+    _common(r, exit_77=False)
     r.set_defaults(func=cmd_override_replace)
     r = osub.add_parser("reset", help="undo overrides")
     r.add_argument("packages", nargs="*", metavar="PKG")
-    r.add_argument("--all", action="store_true", help="undo every override")
-    _common(r)
+    r.add_argument("-a", "--all", action="store_true", help="undo every override")
+    _common(r, exit_77=False)
     r.set_defaults(func=cmd_override_reset)
 
     p = sub.add_parser("reset", help="remove all layered packages and overrides")
     p.add_argument("-l", "--overlays", action="store_true", help="only layered packages")
     p.add_argument("-o", "--overrides", action="store_true", help="only overrides")
-    _common(p)
+    _common(p, exit_77=False)
     p.set_defaults(func=cmd_reset)
 
     p = sub.add_parser("search", help="search the packages of the configured APT sources")
     p.add_argument("terms", nargs="+", metavar="TERM")
-    p.add_argument("--os", dest="osname", help="operate on this osname")
+    add_stateroot(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("refresh-md", help="refresh the package indexes of the APT sources")
     p.add_argument("-f", "--force", action="store_true", help="drop the cached indexes first")
-    p.add_argument("--os", dest="osname", help="operate on this osname")
+    add_stateroot(p)
     p.set_defaults(func=cmd_refresh_md)
 
 
@@ -77,7 +92,7 @@ def _run(args: argparse.Namespace, install: list[str], uninstall: list[str],
     client = open_client(args.sysroot)
     if args.reboot:
         client.require_booted_for_reboot()
-    for flag in ("dry_run", "download_only", "cache_only", "idempotent"):
+    for flag in ("dry_run", "download_only", "cache_only", "idempotent", "allow_inactive"):
         if getattr(args, flag):
             options[flag.replace("_", "-")] = True
     options.update(lock_options(args))
@@ -89,7 +104,7 @@ def _run(args: argparse.Namespace, install: list[str], uninstall: list[str],
 def _report(args: argparse.Namespace, client: Client, result: dict[str, Any]) -> int:
     if not result["changed"]:
         print("No change.")
-        return EXIT_UNCHANGED if args.unchanged_exit_77 else 0
+        return EXIT_UNCHANGED if getattr(args, "unchanged_exit_77", False) else 0
     layer = result["layer"]
     if layer is not None:
         added = [p for p in layer["install"] if p["replaces"] is None]
@@ -150,28 +165,40 @@ def cmd_install(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if local:
         options["install-local-packages"] = open_local_packages(local)
-    if args.allow_inactive:
-        options["allow-inactive"] = True
-    return _run(args, names, [], options)
+    return _run(args, names, list(args.uninstall), options)
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     if not args.packages and not args.all:
         raise AptOstreeError("name packages to uninstall, or use --all")
-    return _run(args, [], list(args.packages), {"uninstall-all": True} if args.all else {})
+    names = [p for p in args.install if not is_local_deb(p)]
+    local = [p for p in args.install if is_local_deb(p)]
+    options: dict[str, Any] = {"uninstall-all": True} if args.all else {}
+    if local:
+        options["install-local-packages"] = open_local_packages(local)
+    return _run(args, names, list(args.packages), options)
 
 
-def cmd_override_remove(args: argparse.Namespace) -> int:
-    return _run(args, [], [], {"override-remove": list(args.packages)})
-
-
-def cmd_override_replace(args: argparse.Namespace) -> int:
-    names = [p for p in args.packages if not is_local_deb(p)]
+def _replacements(debs: list[str]) -> dict[str, Any]:
+    names = [p for p in debs if not is_local_deb(p)]
     if names:
         raise AptOstreeError(
             f'override replace takes local .deb files, not package names: "{names[0]}"'
+            " (replacing from the APT sources is not supported yet)"
         )
-    return _run(args, [], [], {"override-replace-local": open_local_packages(args.packages)})
+    return {"override-replace-local": open_local_packages(debs)} if debs else {}
+
+
+def cmd_override_remove(args: argparse.Namespace) -> int:
+    options = _replacements(args.replace)
+    return _run(args, [], [], {"override-remove": list(args.packages), **options})
+
+
+def cmd_override_replace(args: argparse.Namespace) -> int:
+    options = _replacements(args.packages)
+    if args.remove:
+        options["override-remove"] = list(args.remove)
+    return _run(args, [], [], options)
 
 
 def cmd_override_reset(args: argparse.Namespace) -> int:

@@ -15,6 +15,12 @@ from apt_ostree.errors import EXIT_UNCHANGED
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="show the deployments")
     p.add_argument("--json", action="store_true", help="print JSON (rpm-ostree's keys)")
+    p.add_argument(
+        "-J", "--jsonpath", metavar="EXPRESSION",
+        help="print the JSON values that this JSONPath expression selects, as an array",
+    )  # fmt: skip
+    # rpm-ostree keeps -p/--pretty, deprecated, as an option without effect.
+    p.add_argument("-p", "--pretty", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-b", "--booted", action="store_true", help="only the booted deployment")
     p.add_argument("-v", "--verbose", action="store_true", help="more details")
     p.add_argument(
@@ -57,6 +63,9 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
             lines.append("")
         mark = "●" if d["booted"] else " "
         lines.append(f"{mark} {d['origin'] or d['checksum']}")
+        if d.get("custom-origin"):
+            url, description = d["custom-origin"]
+            lines.append(_field("CustomOrigin", f"{description} ({url})" if description else url))
         if d["version"]:
             lines.append(_field("Version", f"{d['version']} ({_when(d['base-timestamp'])})"))
         if d["base-checksum"]:
@@ -75,10 +84,14 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
         if d["pinned"]:
             lines.append(_field("Pinned", "yes"))
         if d["base-removals"]:
-            lines.append(_field("RemovedBasePackages", " ".join(d["base-removals"])))
+            removed = " ".join(f"{p[1]} {p[0].split('_')[1]}" if verbose else p[1]
+                               for p in d["base-removals"])  # fmt: skip
+            lines.append(_field("RemovedBasePackages", removed))
         if d["base-local-replacements"]:
+            # [new, old] package tuples; the version is the middle part of name_version_arch
             replaced = ", ".join(
-                f"{n} {old} -> {new}" for n, old, new in d["base-local-replacements"]
+                f"{new[1]} {old[0].split('_')[1]} -> {new[0].split('_')[1]}"
+                for new, old in d["base-local-replacements"]
             )
             lines.append(_field("ReplacedBasePackages", replaced))
         for key, label in (
@@ -90,6 +103,10 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
         inactive = [p for p in d["requested-packages"] if p not in d["packages"]]
         if inactive:
             lines.append(_field("InactiveRequests", " ".join(inactive)))
+    driver = status.get("update-driver")
+    if driver:
+        unit = f" ({driver['driver-sd-unit']})" if driver["driver-sd-unit"] else ""
+        lines.insert(1, f"AutomaticUpdatesDriver: {driver['driver-name']}{unit}")
     update = status.get("cached-update")
     if update:
         lines += ["", *render_update(update)]
@@ -112,14 +129,21 @@ def render_update(update: dict[str, Any]) -> list[str]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     status = open_client(args.sysroot).status()
+    # Before -b filters the list: a pending deployment is never the booted one.
+    pending = _pending(status)
     if args.booted:
         status["deployments"] = [d for d in status["deployments"] if d["booted"]]
-    if args.json:
+    if args.jsonpath is not None:
+        from apt_ostree.cli.jsonpath import query
+
+        json.dump(query(status, args.jsonpath), sys.stdout, indent=2)
+        print()
+    elif args.json:
         json.dump(status, sys.stdout, indent=2)
         print()
     else:
         print(render_text(status, args.verbose))
-    if args.pending_exit_77 and _pending(status):
+    if args.pending_exit_77 and pending:
         return EXIT_UNCHANGED
     return 0
 

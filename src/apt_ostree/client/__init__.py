@@ -63,8 +63,15 @@ class Client(ABC):
 
     @abstractmethod
     def db_diff(
-        self, from_rev: str | None, to_rev: str | None, *, base: bool, repo: Path | None
-    ) -> dict[str, Any]: ...
+        self,
+        from_rev: str | None,
+        to_rev: str | None,
+        *,
+        base: bool,
+        repo: Path | None,
+        changelogs: bool = False,
+    ) -> dict[str, Any]:
+        """`changelogs`: also the Debian changelog entries of each upgrade."""
 
     @abstractmethod
     def db_version(self, revs: list[str], repo: Path | None) -> list[dict[str, Any]]: ...

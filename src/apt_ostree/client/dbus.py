@@ -267,17 +267,26 @@ class DaemonClient(Client):
         return found
 
     def db_diff(
-        self, from_rev: str | None, to_rev: str | None, *, base: bool, repo: Path | None
+        self,
+        from_rev: str | None,
+        to_rev: str | None,
+        *,
+        base: bool,
+        repo: Path | None,
+        changelogs: bool = False,
     ) -> dict[str, Any]:
         from apt_ostree.ostree import GLib
 
         if repo is not None:
             from apt_ostree.client.local import LocalClient
 
-            return LocalClient(self.path).db_diff(from_rev, to_rev, base=base, repo=repo)
-        args = GLib.Variant(
-            "(ssa{sv})", (from_rev or "", to_rev or "", {"base": GLib.Variant("b", base)})
-        )
+            return LocalClient(self.path).db_diff(
+                from_rev, to_rev, base=base, repo=repo, changelogs=changelogs
+            )
+        options = {"base": GLib.Variant("b", base)}
+        if changelogs:  # only when asked: an older daemon refuses unknown options
+            options["changelogs"] = GLib.Variant("b", True)
+        args = GLib.Variant("(ssa{sv})", (from_rev or "", to_rev or "", options))
         diff: dict[str, Any] = self._json(SYSROOT_PATH, SYSROOT_INTERFACE, "DbDiff", args)
         return diff
 

@@ -61,11 +61,19 @@ class LocalClient(Client):
         return db_list(self._db_with_sysroot(repo), args)
 
     def db_diff(
-        self, from_rev: str | None, to_rev: str | None, *, base: bool, repo: Path | None
+        self,
+        from_rev: str | None,
+        to_rev: str | None,
+        *,
+        base: bool,
+        repo: Path | None,
+        changelogs: bool = False,
     ) -> dict[str, Any]:
         from apt_ostree.system.queries import db_diff
 
-        return db_diff(self._db_with_sysroot(repo), from_rev, to_rev, base=base)
+        return db_diff(
+            self._db_with_sysroot(repo), from_rev, to_rev, base=base, changelogs=changelogs
+        )
 
     def db_version(self, revs: list[str], repo: Path | None) -> list[dict[str, Any]]:
         from apt_ostree.system.queries import db_version

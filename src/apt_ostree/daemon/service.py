@@ -406,10 +406,11 @@ class Daemon:
             if method == "DbList":
                 result: Any = queries.db_list(source, list(args[0]))
             elif method == "DbDiff":
-                options = _options(method, args[2], {"base": bool})
+                options = _options(method, args[2], {"base": bool, "changelogs": bool})
                 result = queries.db_diff(
-                    source, args[0] or None, args[1] or None, base=bool(options.get("base"))
-                )
+                    source, args[0] or None, args[1] or None, base=bool(options.get("base")),
+                    changelogs=bool(options.get("changelogs")),
+                )  # fmt: skip
             else:
                 result = queries.db_version(source, list(args[0]))
             return GLib.Variant("(s)", (json.dumps(result),))

@@ -176,7 +176,17 @@ def outcome_json(outcome: Outcome) -> Result:
         "new": _commit_json(outcome.new),
         "diff": diff_to_json(outcome.diff),
         "staged": outcome.staged,
+        "deployed": outcome.deployed,
     }
+
+
+def _fetch(request: Request) -> Any:
+    from apt_ostree.system.upgrade import Fetch
+
+    fetch = Fetch(request.flag("cache-only"), request.flag("download-only"))
+    if request.flag("preview") and fetch.download_only:
+        raise RequestError("--download-only cannot be used with --preview")
+    return fetch
 
 
 # -- Upgrade, Deploy, Rebase ---------------------------------------------------------
@@ -188,6 +198,9 @@ def _upgrade(request: Request) -> Run:
     mods = _modifiers(request)
     if check and not mods.empty:
         raise RequestError("--install and --uninstall cannot be used with --check or --preview")
+    fetch = _fetch(request)
+    if check and fetch.download_only:
+        raise RequestError("--download-only cannot be used with --check or --preview")
 
     def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
         from apt_ostree.system.upgrade import check_update, upgrade
@@ -199,8 +212,9 @@ def _upgrade(request: Request) -> Run:
             return outcome_json(outcome)
         with _package_change(sysroot, mods) as change:
             outcome = upgrade(
-                sysroot, osname, allow_downgrade=allow_downgrade, reporter=reporter, change=change
-            )
+                sysroot, osname, allow_downgrade=allow_downgrade, reporter=reporter,
+                change=change, fetch=fetch,
+            )  # fmt: skip
         return outcome_json(outcome)
 
     return run
@@ -216,6 +230,9 @@ def _deploy(request: Request) -> Run:
         raise RequestError(str(e)) from e
     skip_branch_check = request.flag("skip-branch-check")
     mods = _modifiers(request)
+    fetch, preview = _fetch(request), request.flag("preview")
+    if preview and not mods.empty:
+        raise RequestError("--install and --uninstall cannot be used with --preview")
 
     def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
         from apt_ostree.system.upgrade import deploy_revision
@@ -223,7 +240,8 @@ def _deploy(request: Request) -> Run:
         with _package_change(sysroot, mods) as change:
             outcome = deploy_revision(
                 sysroot, osname, revision, skip_branch_check=skip_branch_check,
-                reporter=reporter, change=change,
+                reporter=reporter, change=change, fetch=fetch, preview=preview,
+                disallow_downgrade=request.flag("disallow-downgrade"),
             )  # fmt: skip
         return outcome_json(outcome)
 
@@ -241,6 +259,14 @@ def _rebase(request: Request) -> Run:
         raise RequestError("rebase needs a REFSPEC, --branch or --remote")
     skip_purge = request.flag("skip-purge")
     mods = _modifiers(request)
+    fetch = _fetch(request)
+    url = request.options.get("custom-origin-url") or None
+    description = request.options.get("custom-origin-description") or None
+    if (url is None) != (description is None):
+        raise RequestError(
+            "--custom-origin-url and --custom-origin-description must be given together"
+        )
+    custom_origin = (url, description) if url is not None and description is not None else None
 
     def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
         from apt_ostree.system.upgrade import current_state, rebase, rebase_target
@@ -250,7 +276,8 @@ def _rebase(request: Request) -> Run:
         with _package_change(sysroot, mods) as change:
             outcome = rebase(
                 sysroot, osname, target, revision, skip_purge=skip_purge, reporter=reporter,
-                change=change,
+                change=change, fetch=fetch, custom_origin=custom_origin,
+                disallow_downgrade=request.flag("disallow-downgrade"),
             )  # fmt: skip
         return {**outcome_json(outcome), "from": origin.refspec, "to": target}
 
@@ -325,6 +352,19 @@ def package_outcome_json(outcome: PackageOutcome) -> Result:
         "checksum": outcome.checksum,
         "staged": outcome.staged,
     }
+
+
+def _register_driver(request: Request) -> Run:
+    name = str(request.options.get("register-driver", ""))
+    unit = str(request.options.get("driver-unit", ""))
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.system.driver import register_driver
+
+        register_driver(sysroot.booted, name, unit)
+        return {"driver-name": name, "driver-sd-unit": unit}
+
+    return run
 
 
 # -- Rollback, KernelArgs, Cleanup, RefreshMd ----------------------------------------
@@ -493,6 +533,7 @@ def prepare_automatic_update(request: Request, policy: str) -> Operation:
 _HANDLERS: dict[str, Callable[[Request], Run]] = {
     "Upgrade": _upgrade,
     "Deploy": _deploy,
+    "RegisterDriver": _register_driver,
     "Rebase": _rebase,
     "PkgChange": _pkg_change,
     "Rollback": _rollback,

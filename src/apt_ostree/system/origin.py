@@ -2,6 +2,7 @@
 
 [origin]
 refspec=remote:ref            (baserefspec= when packages are layered)
+custom-url=URL                (rebase --custom-origin-url, with custom-description=)
 [packages]
 requested=a;b;
 [overrides]
@@ -44,6 +45,9 @@ class Origin:
     replaced_local: list[str] = field(default_factory=list)
     # The commit the deployment was made from when not the ref's tip (deploy REV).
     override_commit: str | None = None
+    # (URL, description) from `rebase --custom-origin-url/--custom-origin-description`:
+    # where the ref really comes from, for status only (rpm-ostree's custom-origin).
+    custom_origin: tuple[str, str] | None = None
     extra: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -71,6 +75,7 @@ class Origin:
         overrides = sections.get("overrides", {})
         known = {
             ("origin", "refspec"), ("origin", "baserefspec"), ("origin", "override-commit"),
+            ("origin", "custom-url"), ("origin", "custom-description"),
             ("packages", "requested"), ("packages", "requested-local"),
             ("overrides", "remove"), ("overrides", "replace-local"),
         }  # fmt: skip
@@ -86,6 +91,9 @@ class Origin:
             removed_base=_split_list(overrides.get("remove", "")),
             replaced_local=_split_list(overrides.get("replace-local", "")),
             override_commit=o.get("override-commit") or None,
+            custom_origin=(
+                (o["custom-url"], o.get("custom-description", "")) if o.get("custom-url") else None
+            ),
             extra=extra,
         )
 
@@ -95,6 +103,9 @@ class Origin:
         sections["origin"] = {key: self.refspec}
         if self.override_commit:
             sections["origin"]["override-commit"] = self.override_commit
+        if self.custom_origin:
+            sections["origin"]["custom-url"] = self.custom_origin[0]
+            sections["origin"]["custom-description"] = self.custom_origin[1]
         if self.requested_packages or self.requested_local:
             sections["packages"] = {}
             if self.requested_packages:

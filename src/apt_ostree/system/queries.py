@@ -92,7 +92,12 @@ def db_list(source: DbSource, args: list[str]) -> list[dict[str, Any]]:
 
 
 def db_diff(
-    source: DbSource, from_rev: str | None, to_rev: str | None, *, base: bool
+    source: DbSource,
+    from_rev: str | None,
+    to_rev: str | None,
+    *,
+    base: bool,
+    changelogs: bool = False,
 ) -> dict[str, Any]:
     from apt_ostree.system.db import (
         current_revision,
@@ -113,7 +118,21 @@ def db_diff(
     else:
         old, new = default_diff(source.sysroot, source.repo, base=base)
     diff = diff_commits(source.repo, old.checksum, new.checksum)
-    return {"from": _revision(old), "to": _revision(new), "diff": diff_to_json(diff)}
+    found: dict[str, Any] = {
+        "from": _revision(old),
+        "to": _revision(new),
+        "diff": diff_to_json(diff),
+    }
+    if changelogs:
+        from apt_ostree.system.changelog import changelog_since
+
+        # name -> the new version's entries since the old one (upgrades only: a
+        # downgrade's changelog has nothing newer than the old version)
+        found["changelogs"] = {
+            a.name: changelog_since(source.repo, new.checksum, a.name, a.version)
+            for a, _ in diff.upgraded
+        }
+    return found
 
 
 def db_version(source: DbSource, revs: list[str]) -> list[dict[str, Any]]:

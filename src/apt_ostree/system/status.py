@@ -6,12 +6,55 @@ from typing import Any
 
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.system.driver import read_driver
 from apt_ostree.system.finalize import finalization_locked, read_failure
 from apt_ostree.system.origin import Origin, OriginError
 from apt_ostree.system.sysroot import Sysroot
 
 PACKAGES_KEY = "apt-ostree.packages"
 BASE_KEY = "apt-ostree.base-checksum"
+# Commit metadata that status shows under its own keys, or that is too big to show
+# (rpm-ostree's filter_commit_meta drops its package list the same way).
+FILTERED_META = (
+    PACKAGES_KEY,
+    "apt-ostree.layered-packages",
+    "apt-ostree.removed-base-packages",
+    "apt-ostree.replaced-base-packages",
+)
+
+
+def _json_value(value: Any) -> Any:
+    """A commit metadata value (unpacked GVariant) as JSON: tuples become arrays,
+    byte strings hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
+
+
+def commit_meta_json(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: _json_value(v) for k, v in sorted(meta.items()) if k not in FILTERED_META}
+
+
+def package_tuple(name: str, version: str, arch: str) -> list[Any]:
+    """rpm-ostree's package tuple (nevra, name, epoch, version, release, arch) for a
+    Debian package: name_version_arch, the name, the version's epoch (0 without one),
+    its upstream part, its Debian revision ("" for a native package), the architecture."""
+    epoch, sep, rest = version.partition(":")
+    if not sep or not epoch.isdigit():
+        epoch, rest = "0", version
+    upstream, dash, revision = rest.rpartition("-")
+    if not dash:
+        upstream, revision = rest, ""
+    return [f"{name}_{version}_{arch}", name, int(epoch), upstream, revision, arch]
+
+
+def _base_packages(meta: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """name -> (version, arch) of a commit's package list."""
+    return {str(p[0]): (str(p[1]), str(p[2])) for p in meta.get(PACKAGES_KEY, [])}
 
 
 def _commit_meta(sysroot: Sysroot, checksum: str) -> tuple[dict[str, Any], int, str | None]:
@@ -33,7 +76,17 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
     base_meta, base_timestamp = (meta, timestamp)
     if base:
         base_meta, base_timestamp, _ = _commit_meta(sysroot, base)
-    return {
+    base_packages = _base_packages(base_meta)
+
+    def removed(name: str) -> list[Any]:
+        version, arch = base_packages.get(name, ("", ""))
+        return package_tuple(name, version, arch)
+
+    def replaced(name: str, old: str, new: str) -> list[Any]:
+        arch = base_packages.get(name, ("", ""))[1]
+        return [package_tuple(name, new, arch), package_tuple(name, old, arch)]
+
+    status: dict[str, Any] = {
         "id": d.id,
         "osname": d.osname,
         "serial": d.serial,
@@ -55,15 +108,51 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         "requested-base-removals": origin.removed_base if origin else [],
         "requested-base-local-replacements": origin.replaced_local if origin else [],
         "packages": list(meta.get("apt-ostree.layered-packages", [])),
-        "base-removals": list(meta.get("apt-ostree.removed-base-packages", [])),
-        # [name, version in the base, version that replaces it]
+        # rpm-ostree's shapes: package tuples, and [new, old] pairs of them
+        "base-removals": [removed(n) for n in meta.get("apt-ostree.removed-base-packages", [])],
         "base-local-replacements": [
-            list(entry) for entry in meta.get("apt-ostree.replaced-base-packages", [])
+            replaced(*entry) for entry in meta.get("apt-ostree.replaced-base-packages", [])
         ],
+        "base-commit-meta": commit_meta_json(base_meta),
         "regenerate-initramfs": False,
         "initramfs-args": [],
         "gpg-enabled": _gpg_enabled(sysroot, origin),
     }
+    # Keys rpm-ostree leaves out when they do not apply.
+    if base:
+        status["layered-commit-meta"] = commit_meta_json(meta)
+        if base_meta.get("version"):
+            status["base-version"] = str(base_meta["version"])
+    if origin is not None:
+        status.update(_pending_base(sysroot, origin, base or d.checksum))
+        if origin.custom_origin:
+            status["custom-origin"] = list(origin.custom_origin)
+        if status["gpg-enabled"] and origin.remote is not None:
+            status["signatures"] = _signatures(sysroot, origin.remote, base or d.checksum)
+    return status
+
+
+def _pending_base(sysroot: Sysroot, origin: Origin, base: str) -> dict[str, Any]:
+    """The origin ref's commit in the repository when it is not the deployed base
+    (pulled by `upgrade --check` or `--download-only`)."""
+    tip = ostree_repo.resolve_ref(sysroot.repo, origin.refspec)
+    if tip is None or tip == base:
+        return {}
+    meta, timestamp, _ = _commit_meta(sysroot, tip)
+    pending: dict[str, Any] = {"pending-base-checksum": tip, "pending-base-timestamp": timestamp}
+    if meta.get("version"):
+        pending["pending-base-version"] = str(meta["version"])
+    return pending
+
+
+def _signatures(sysroot: Sysroot, remote: str, checksum: str) -> list[Any]:
+    """The GPG signatures of the base commit, each as ostree's signature tuple (valid,
+    sig-expired, key-expired, key-revoked, key-missing, fingerprint, timestamp, ...)."""
+    try:
+        result = sysroot.repo.verify_commit_for_remote(checksum, remote, None)
+    except Exception:  # unsigned, or keys missing: ostree says why at pull time
+        return []
+    return [_json_value(result.get_all(i).unpack()) for i in range(result.count_all())]
 
 
 def _gpg_enabled(sysroot: Sysroot, origin: Origin | None) -> bool:
@@ -133,5 +222,5 @@ def sysroot_status(sysroot: Sysroot, *, booted_only: bool = False) -> dict[str, 
         "finalize-failure": failure.to_json() if failure is not None else None,
         "transaction": None,
         "cached-update": cached_update(sysroot, infos),
-        "update-driver": None,
+        "update-driver": read_driver(sysroot.booted),
     }

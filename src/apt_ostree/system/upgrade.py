@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from apt_ostree.errors import AptOstreeError
-from apt_ostree.ostree import GLib
+from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.ostree.sysroot import DeploymentInfo
@@ -36,12 +36,28 @@ if TYPE_CHECKING:
 PACKAGES_KEY = "apt-ostree.packages"
 BASE_KEY = "apt-ostree.base-checksum"
 
+DISALLOWED = " (--disallow-downgrade)"
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[0-9a-f]{4,63}")
 
 
 class RevisionError(AptOstreeError):
     pass
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """How the new commit and packages are fetched (rpm-ostree's -C and --download-only).
+
+    `cache_only`: nothing from the network: the commit must already be whole in the
+    repository and the packages in the cache. `download_only`: fetch everything the
+    deployment needs, deploy nothing."""
+
+    cache_only: bool = False
+    download_only: bool = False
+
+
+NETWORK = Fetch()
 
 
 # -- the state we start from ---------------------------------------------------
@@ -96,6 +112,7 @@ class Outcome:
     diff: PackageDiff
     pulled: PullResult
     staged: bool = False
+    deployed: bool = True  # False: --download-only fetched it, nothing was deployed
 
 
 def version_of(info: CommitInfo) -> str | None:
@@ -111,11 +128,27 @@ def _ref_tip(sysroot: Sysroot, origin_remote: str | None, ref: str) -> str:
     return checksum
 
 
-def _check_not_older(current: CommitInfo, new: CommitInfo) -> None:
+def _check_not_older(
+    current: CommitInfo, new: CommitInfo, hint: str = "; use --allow-downgrade to deploy it anyway"
+) -> None:
     if new.timestamp < current.timestamp:
         raise DowngradeError(
             f"the new commit {new.checksum} is older than the deployed commit"
-            f" {current.checksum}; use --allow-downgrade to deploy it anyway"
+            f" {current.checksum}{hint}"
+        )
+
+
+def _require_whole(sysroot: Sysroot, checksum: str) -> None:
+    """With --cache-only the commit's tree must be in the repository, not only its
+    metadata (as `upgrade --check` leaves it)."""
+    try:
+        ok, _, state = sysroot.repo.load_commit(checksum)
+    except GLib.Error:
+        ok, state = False, 0
+    if not ok or state & OSTree.RepoCommitState.PARTIAL:
+        raise RevisionError(
+            f"commit {checksum} is not wholly in the sysroot's repository;"
+            " run again without -C/--cache-only to fetch it"
         )
 
 
@@ -127,6 +160,7 @@ def _deploy(
     origin: Origin,
     pulled: PullResult,
     reporter: Reporter,
+    fetch: Fetch = NETWORK,
 ) -> Outcome:
     diff = diff_commit_infos(current.base, new)
     version = version_of(new)
@@ -144,10 +178,16 @@ def _deploy(
             local_debs=local_paths(sysroot, origin),
             replace_debs=replacement_paths(sysroot, origin),
             allow_inactive=True,
+            download_only=fetch.download_only,
+            cache_only=fetch.cache_only,
             reporter=reporter,
         )  # fmt: skip
-        assert layer.checksum is not None
-        checksum = layer.checksum
+        if not fetch.download_only:
+            assert layer.checksum is not None
+            checksum = layer.checksum
+    if fetch.download_only:
+        return Outcome(True, osname, origin.refspec, current.base, new, diff, pulled,
+                       deployed=False)  # fmt: skip
     reporter.task_begin(f"{'Staging' if sysroot.booted else 'Deploying'} {label}")
     deploy(sysroot, osname, checksum, origin, kargs=current.deployment.kargs)
     reporter.task_end()
@@ -170,9 +210,10 @@ def _pull_tip(
     *,
     commit_only: bool = False,
     timestamp_from: str | None = None,
+    fetch: Fetch = NETWORK,
 ) -> tuple[CommitInfo, PullResult]:
     pulled = PullResult()
-    if origin.remote is not None:
+    if origin.remote is not None and not fetch.cache_only:
         what = "commit metadata of " if commit_only else ""
         reporter.task_begin(f"Pulling {what}{origin.refspec}")
         pulled = pull(
@@ -185,6 +226,8 @@ def _pull_tip(
         )
         reporter.task_end(pulled.describe())
     tip = _ref_tip(sysroot, origin.remote, origin.ref)
+    if fetch.cache_only and not commit_only:
+        _require_whole(sysroot, tip)
     return ostree_repo.read_commit(sysroot.repo, tip), pulled
 
 
@@ -212,23 +255,26 @@ def upgrade(
     allow_downgrade: bool,
     reporter: Reporter,
     change: PackageChange | None = None,
+    fetch: Fetch = NETWORK,
 ) -> Outcome:
     """Pull the origin's ref and deploy its tip; clears a `deploy REVISION` override.
     `change` (--install/--uninstall) is applied in the same transaction."""
     current = current_state(sysroot, osname)
     requested = _changed_request(sysroot, current.origin, change)
     timestamp_from = None if allow_downgrade else current.base.checksum
-    new, pulled = _pull_tip(sysroot, current.origin, reporter, timestamp_from=timestamp_from)
+    new, pulled = _pull_tip(
+        sysroot, current.origin, reporter, timestamp_from=timestamp_from, fetch=fetch
+    )
     if new.checksum == current.base.checksum:
         if _same_request(requested, current.origin):
             return _unchanged(osname, current, pulled)
         # No new base: the package change alone, on the deployed base.
         origin = dataclasses.replace(requested, override_commit=current.origin.override_commit)
-        return _deploy(sysroot, osname, current, current.base, origin, pulled, reporter)
+        return _deploy(sysroot, osname, current, current.base, origin, pulled, reporter, fetch)
     if not allow_downgrade:
         _check_not_older(current.base, new)
     origin = dataclasses.replace(requested, override_commit=None)
-    return _deploy(sysroot, osname, current, new, origin, pulled, reporter)
+    return _deploy(sysroot, osname, current, new, origin, pulled, reporter, fetch)
 
 
 # -- deploy REVISION -----------------------------------------------------------
@@ -312,6 +358,7 @@ def resolve_revision(
     *,
     reporter: Reporter,
     skip_branch_check: bool = False,
+    fetch: Fetch = NETWORK,
 ) -> tuple[str, PullResult]:
     """A commit checksum for `revision` (checksum, unique prefix, `version=V`,
     `revision=CSUM`) of `refspec`, after fetching the ref's history (commit
@@ -320,7 +367,7 @@ def resolve_revision(
     kind, value = parse_revision(revision)
     remote, ref = parse_refspec(refspec)
     pulled = PullResult()
-    if remote is not None:
+    if remote is not None and not fetch.cache_only:
         reporter.task_begin(f"Pulling the history of {refspec}")
         pulled = pull(sysroot.repo, remote, [ref], reporter=reporter, commit_only=True, depth=-1)
         reporter.task_end(pulled.describe())
@@ -330,12 +377,13 @@ def resolve_revision(
 
 
 def _pull_commit(
-    sysroot: Sysroot, remote: str | None, checksum: str, reporter: Reporter
+    sysroot: Sysroot, remote: str | None, checksum: str, reporter: Reporter, fetch: Fetch
 ) -> PullResult:
     """Fetch the whole tree of one commit, by checksum: no ref is moved."""
-    if remote is None:
+    if remote is None or fetch.cache_only:
         if not ostree_repo.commit_exists(sysroot.repo, checksum):
             raise RevisionError(f"commit {checksum} is not in the sysroot's repository")
+        _require_whole(sysroot, checksum)
         return PullResult()
     reporter.task_begin(f"Pulling {checksum[:12]} from {remote}")
     pulled = pull(sysroot.repo, remote, [checksum], reporter=reporter)
@@ -359,6 +407,9 @@ def deploy_revision(
     skip_branch_check: bool,
     reporter: Reporter,
     change: PackageChange | None = None,
+    fetch: Fetch = NETWORK,
+    disallow_downgrade: bool = False,
+    preview: bool = False,
 ) -> Outcome:
     """Deploy a given commit of the origin's ref; the origin records it as
     `override-commit` until the next `upgrade`. `change` (--install/--uninstall)
@@ -367,14 +418,24 @@ def deploy_revision(
     requested = _changed_request(sysroot, current.origin, change)
     refspec = current.origin.refspec
     checksum, history = resolve_revision(
-        sysroot, refspec, revision, reporter=reporter, skip_branch_check=skip_branch_check
-    )
-    pulled = _add(history, _pull_commit(sysroot, current.origin.remote, checksum, reporter))
+        sysroot, refspec, revision, reporter=reporter, skip_branch_check=skip_branch_check,
+        fetch=fetch,
+    )  # fmt: skip
+    if preview:  # the commit object is enough to diff the package lists
+        new = ostree_repo.read_commit(sysroot.repo, checksum)
+        if disallow_downgrade:
+            _check_not_older(current.base, new, DISALLOWED)
+        changed = checksum != current.base.checksum
+        return Outcome(changed, osname, refspec, current.base, new,
+                       diff_commit_infos(current.base, new), history, deployed=False)  # fmt: skip
+    pulled = _add(history, _pull_commit(sysroot, current.origin.remote, checksum, reporter, fetch))
     if checksum == current.base.checksum and _same_request(requested, current.origin):
         return _unchanged(osname, current, pulled)
     new = ostree_repo.read_commit(sysroot.repo, checksum)
+    if disallow_downgrade:
+        _check_not_older(current.base, new, DISALLOWED)
     origin = dataclasses.replace(requested, override_commit=checksum)
-    return _deploy(sysroot, osname, current, new, origin, pulled, reporter)
+    return _deploy(sysroot, osname, current, new, origin, pulled, reporter, fetch)
 
 
 # -- rebase --------------------------------------------------------------------
@@ -413,6 +474,9 @@ def rebase(
     skip_purge: bool,
     reporter: Reporter,
     change: PackageChange | None = None,
+    fetch: Fetch = NETWORK,
+    disallow_downgrade: bool = False,
+    custom_origin: tuple[str, str] | None = None,
 ) -> Outcome:
     """Switch the origin to `refspec` (from `rebase_target`) and deploy its tip
     or `revision`. An older commit is allowed: a rebase is a deliberate move.
@@ -425,15 +489,23 @@ def rebase(
     remote = parse_refspec(refspec)[0]
     if remote is not None:
         remote_url(sysroot.repo, remote)  # a one-line error for an unknown remote
-    target = dataclasses.replace(requested, refspec=refspec, override_commit=None)
+    target = dataclasses.replace(
+        requested, refspec=refspec, override_commit=None, custom_origin=custom_origin
+    )
     if revision is not None:
-        checksum, history = resolve_revision(sysroot, refspec, revision, reporter=reporter)
-        pulled = _add(history, _pull_commit(sysroot, remote, checksum, reporter))
+        checksum, history = resolve_revision(
+            sysroot, refspec, revision, reporter=reporter, fetch=fetch
+        )
+        pulled = _add(history, _pull_commit(sysroot, remote, checksum, reporter, fetch))
         new = ostree_repo.read_commit(sysroot.repo, checksum)
         target.override_commit = checksum
     else:
-        new, pulled = _pull_tip(sysroot, target, reporter)
-    outcome = _deploy(sysroot, osname, current, new, target, pulled, reporter)
+        new, pulled = _pull_tip(sysroot, target, reporter, fetch=fetch)
+    if disallow_downgrade:
+        _check_not_older(current.base, new, DISALLOWED)
+    outcome = _deploy(sysroot, osname, current, new, target, pulled, reporter, fetch)
+    if fetch.download_only:
+        return outcome
     if not skip_purge and old.remote is not None and old.refspec != refspec:
         # A remote ref is only a cache of the remote's state; rollback deployments
         # keep their commits through their own refs. Local refs are the user's.
@@ -445,6 +517,7 @@ def rebase(
 
 
 __all__ = [
+    "Fetch",
     "Outcome",
     "PullError",
     "RevisionError",
