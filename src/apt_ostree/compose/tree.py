@@ -29,7 +29,7 @@ from apt_ostree.debian.localrepo import (
     read_debs,
 )
 from apt_ostree.debian.resolve import PackageInfo, resolve_tree
-from apt_ostree.debian.sources import host_sources, write_sources_file
+from apt_ostree.debian.sources import host_sources, sources_for_suite, write_sources_file
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import Reporter
@@ -109,7 +109,13 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     if reason is not None:
         raise RepoError(f'invalid ref "{treefile.ref}": {reason}')
     cachedir = options.cachedir or DEFAULT_CACHEDIR
-    stanzas = treefile.sources if treefile.sources is not None else host_sources()
+    if treefile.sources is not None:
+        stanzas = treefile.sources
+    elif treefile.suite:
+        # The host's mirrors, for the release the treefile names (its pockets too).
+        stanzas = sources_for_suite(host_sources(), treefile.suite)
+    else:
+        stanzas = host_sources()
     arch = treefile.architecture or host_architecture()
     suite = _suite_of(treefile, stanzas)
     requested = list(treefile.packages)
