@@ -140,7 +140,7 @@ def timed(label: str, start: float) -> None:
 
 @pytest.fixture(scope="module", params=TARGETS, ids=lambda t: f"{t.release}-{t.firmware}")
 def target(request: pytest.FixtureRequest) -> Target:
-    return request.param  # type: ignore[no-any-return]
+    return request.param
 
 
 @pytest.fixture(scope="module")
