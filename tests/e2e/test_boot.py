@@ -69,6 +69,9 @@ postprocess:
       'ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 %I $TERM' \\
       > $dir/autologin.conf
 """
+# Under TCG on a loaded machine udev's coldplug in the real root can outlast
+# systemd's 90 s wait for the /boot device (seen once with trixie: emergency mode).
+KARGS = ["console=ttyS0", "systemd.default_device_timeout_sec=600"]
 BUS = "org.aptostree.dev"
 BUS_SYSROOT = "/org/aptostree/dev/Sysroot"
 # Where the guest mounts the second disk; the image's remote and the APT source point here.
@@ -242,7 +245,7 @@ def image(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathFac
     start = time.monotonic()
     built = build_disk_image(
         DiskImageRequest(output=path, repo=BOOT_REPO, ref=target.ref, firmware=firmware,
-                         root_fs=target.root_fs, kargs=["console=ttyS0"], remote=REMOTE,
+                         root_fs=target.root_fs, kargs=KARGS, remote=REMOTE,
                          remote_url=f"file://{UPDATES}/ostree", gpg_verify=False),
         NullReporter(),
     )  # fmt: skip
