@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 REPO ?= build/repo
 CACHEDIR ?= build/cache
-TREEFILE ?= examples/minimal.yaml
+TREEFILE ?= examples/debian-13.yaml
 PYTEST_ARGS ?=
 
 # Everything apt-ostree and its tests use at run time comes from Debian.

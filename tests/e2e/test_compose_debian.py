@@ -1,4 +1,9 @@
-"""Composing real Debian trees from the host's configured APT sources (slow)."""
+"""Composing real Debian trees from the host's configured APT mirror (slow).
+
+The default example (examples/debian-13.yaml, trixie) is composed here, from a
+host of any release: the treefile's suite is what the host's mirror serves.
+examples/debian-12.yaml (bookworm) is composed and booted by test_boot.py.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from tests.fixtures.sysroot import apt_ostree as run_cli
 pytestmark = pytest.mark.slow
 
 TOP = Path(__file__).resolve().parents[2]
-MINIMAL = TOP / "examples/minimal.yaml"
+MINIMAL = TOP / "examples/debian-13.yaml"
 # Shared across test runs on one machine so that .debs are downloaded once.
 CACHEDIR = Path(os.environ.get("APT_OSTREE_TEST_CACHEDIR", "/var/tmp/apt-ostree-test-cache"))
 
@@ -45,7 +50,7 @@ def minimal(tmp_path_factory: pytest.TempPathFactory, apt_ostree_deb: Path) -> I
     repo = tmp_path_factory.mktemp("minimal") / "repo"
     proc = apt_ostree("compose", "tree", MINIMAL, "--repo", repo, "--cachedir", CACHEDIR)
     assert proc.returncode == 0, proc.stderr
-    ref = "debian/12/x86_64/minimal"
+    ref = "debian/13/x86_64/minimal"
     yield Composed(repo, ref, ostree(repo, "rev-parse", ref).strip(), proc.stdout)
 
 
@@ -107,7 +112,9 @@ def test_minimal_commit_metadata(minimal: Composed) -> None:
     names = {name for name, _, _ in meta["apt-ostree.packages"]}
     assert {"systemd", "dracut", "ostree-boot", "python3-apt", "base-files"} <= names
     assert len(meta["apt-ostree.treefile-sha256"]) == 64
-    assert meta["version"].startswith("12.")
+    assert meta["version"].startswith("13.")
+    # The suite the treefile names, from the host's mirror whatever the host runs.
+    assert ("base-files", "13") in {(n, v.split(".")[0]) for n, v, _ in meta["apt-ostree.packages"]}
     assert "mode=archive" in (minimal.repo / "config").read_text()
 
 

@@ -11,6 +11,7 @@ from apt_ostree.debian.sources import (
     host_sources,
     parse_source_entry,
     source_uris,
+    sources_for_suite,
     write_sources_file,
 )
 from apt_ostree.errors import SourceError
@@ -288,3 +289,28 @@ def test_write_sources_file_separates_stanzas_with_blank_lines(tmp_path: Path) -
 def test_source_uris_lists_each_uri_once_in_order() -> None:
     stanzas = [f"Types: deb\nURIs: {URI} file:///srv/repo", f"Types: deb\nURIs: {URI}"]
     assert source_uris(stanzas) == [URI, "file:///srv/repo"]
+
+
+def test_host_sources_serve_the_treefile_suite_with_their_pockets() -> None:
+    host = [
+        stanza("Types: deb", f"URIs: {URI}", "Suites: bookworm bookworm-updates",
+               "Components: main", "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"),
+        stanza("Types: deb", "URIs: http://127.0.0.1:8080/debian-security",
+               "Suites: bookworm-security", "Components: main"),
+    ]  # fmt: skip
+    assert sources_for_suite(host, "trixie") == [
+        stanza("Types: deb", f"URIs: {URI}", "Suites: trixie trixie-updates",
+               "Components: main", "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"),
+        stanza("Types: deb", "URIs: http://127.0.0.1:8080/debian-security",
+               "Suites: trixie-security", "Components: main"),
+    ]  # fmt: skip
+    assert sources_for_suite(host, "bookworm") == host
+
+
+def test_retargeting_keeps_flat_repositories_and_drops_suites_made_twice() -> None:
+    flat = stanza("Types: deb", "URIs: file:/srv/repo/", "Suites: ./")
+    both = stanza("Types: deb", f"URIs: {URI}", "Suites: bookworm trixie", "Components: main")
+    assert sources_for_suite([flat, both, both], "trixie") == [
+        flat,
+        stanza("Types: deb", f"URIs: {URI}", "Suites: trixie", "Components: main"),
+    ]

@@ -29,7 +29,7 @@ from apt_ostree.debian.localrepo import (
     read_debs,
 )
 from apt_ostree.debian.resolve import PackageInfo, resolve_tree
-from apt_ostree.debian.sources import host_sources, write_sources_file
+from apt_ostree.debian.sources import host_sources, sources_for_suite, write_sources_file
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.signing import GpgSigner, check_signer
@@ -113,7 +113,13 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     if options.signer is not None and not options.dry_run:
         check_signer(options.signer)
     cachedir = options.cachedir or DEFAULT_CACHEDIR
-    stanzas = treefile.sources if treefile.sources is not None else host_sources()
+    if treefile.sources is not None:
+        stanzas = treefile.sources
+    elif treefile.suite:
+        # The host's mirrors, for the release the treefile names (its pockets too).
+        stanzas = sources_for_suite(host_sources(), treefile.suite)
+    else:
+        stanzas = host_sources()
     arch = treefile.architecture or host_architecture()
     suite = _suite_of(treefile, stanzas)
     requested = list(treefile.packages)

@@ -122,6 +122,34 @@ def host_sources(root: Path = Path("/")) -> list[str]:
     return stanzas
 
 
+def sources_for_suite(stanzas: Sequence[str], suite: str) -> list[str]:
+    """The host's `stanzas` made to serve release `suite` from the same archives.
+
+    Each suite is a release name with an optional pocket (`bookworm`,
+    `bookworm-updates`, `bookworm-security`); its release name becomes `suite`
+    and the pocket stays (`trixie`, `trixie-updates`, `trixie-security`). Flat
+    repositories (a suite ending in `/`) are kept as they are; a suite that the
+    change makes twice is kept once.
+    """
+    out: list[str] = []
+    for stanza in stanzas:
+        for paragraph in parse_deb822(stanza):
+            suites = (_get(paragraph, "Suites") or "").split()
+            if not suites or any(s.endswith("/") for s in suites):
+                out.append(render_stanza(paragraph))
+                continue
+            moved: list[str] = []
+            for old in suites:
+                _, dash, pocket = old.partition("-")
+                new = suite + dash + pocket
+                if new not in moved:
+                    moved.append(new)
+            rendered = render_stanza(_set(paragraph, "Suites", " ".join(moved)))
+            if rendered not in out:
+                out.append(rendered)
+    return out
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
