@@ -85,8 +85,24 @@ lint: deps
 lintian: deb
 	lintian --fail-on error,warning "$(DEB_FILE)" "$(COCKPIT_DEB_FILE)"
 
-test: deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The whole suite, with the boot tests of SIDE_MACHINE in a second pytest run
+# beside it: each VM is one emulated CPU, so two machines boot side by side on
+# two cores (docs/development.md). Given test paths in PYTEST_ARGS, one run.
+SIDE_MACHINE ?= trixie-uefi
+MAIN_MACHINES ?= bookworm-bios
+# The .deb is built once, before both runs (they compose it into the examples).
+test: deps deb
+	@mkdir -p build; export APT_OSTREE_TEST_DEB_BUILT=1; \
+	if echo " $(PYTEST_ARGS)" | grep -q " tests/"; then \
+		exec $(BIN)/python -m pytest $(PYTEST_ARGS); \
+	fi; \
+	APT_OSTREE_TEST_MACHINES="$(SIDE_MACHINE)" $(BIN)/python -m pytest tests/e2e/test_boot.py \
+		$(PYTEST_ARGS) > build/test-$(SIDE_MACHINE).log 2>&1 & side=$$!; \
+	APT_OSTREE_TEST_MACHINES="$(MAIN_MACHINES)" $(BIN)/python -m pytest $(PYTEST_ARGS); main=$$?; \
+	wait $$side; side_rc=$$?; \
+	echo "== the boot tests of $(SIDE_MACHINE), run beside the suite (exit $$side_rc) =="; \
+	cat build/test-$(SIDE_MACHINE).log; \
+	test $$main -eq 0 && test $$side_rc -eq 0
 
 check: lint lintian test
 

@@ -112,12 +112,20 @@ class Target:
     def ref(self) -> str:
         return f"test/boot/{self.release}/x86_64"
 
+    @property
+    def id(self) -> str:
+        return f"{self.release}-{self.firmware}"
+
 
 # In file order: bookworm (which also runs the firmware-independent checks) first.
-TARGETS = [
+ALL_TARGETS = [
     Target("bookworm", "examples/debian-12.yaml", "bios", "ext4"),
     Target("trixie", "examples/debian-13.yaml", "uefi", "xfs"),
 ]
+# `make check` boots the machines side by side, one pytest run each
+# (APT_OSTREE_TEST_MACHINES="trixie-uefi"); unset, one run boots them in turn.
+_WANTED = os.environ.get("APT_OSTREE_TEST_MACHINES", "").split()
+TARGETS = [t for t in ALL_TARGETS if not _WANTED or t.id in _WANTED]
 
 
 @dataclass
@@ -141,7 +149,7 @@ def timed(label: str, start: float) -> None:
     print(f"\n[boot] {label}: {time.monotonic() - start:.1f}s")
 
 
-@pytest.fixture(scope="module", params=TARGETS, ids=lambda t: f"{t.release}-{t.firmware}")
+@pytest.fixture(scope="module", params=TARGETS, ids=lambda t: t.id)
 def target(request: pytest.FixtureRequest) -> Target:
     return request.param
 
