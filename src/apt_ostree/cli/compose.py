@@ -32,6 +32,10 @@ def register(sub: Any) -> None:
     )  # fmt: skip
     tree.add_argument("--write-commitid-to", type=Path, metavar="FILE")
     tree.add_argument(
+        "--touch-if-changed", type=Path, metavar="FILE",
+        help="create FILE or update its modification time when a new commit was written",
+    )  # fmt: skip
+    tree.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed"
     )
     tree.set_defaults(func=cmd_tree)
@@ -97,6 +101,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
     commit = result.commit
     if args.write_commitid_to:
         args.write_commitid_to.write_text(commit.checksum)
+    if args.touch_if_changed:
+        args.touch_if_changed.touch()
     print(f"Wrote commit: {commit.checksum}")
     if commit.version:
         print(f"Version: {commit.version}")
