@@ -82,6 +82,7 @@ def test_shadow_dates_come_from_source_date_epoch_and_backups_go(tmp_path: Path)
     shadow.write_text("root:*:20787:0:99999:7:::\nsvc:!*:20790::::::\nnoage:!*:::::::\n")
     shadow.chmod(0o640)
     os.chown(shadow, 0, 42)
+    (tmp_path / "usr/etc/passwd-").write_text("backup")
     db = tmp_path / "usr/share/dpkg/database"
     db.mkdir(parents=True)
     for name in ("status", "status-old", "diversions-old"):
@@ -94,6 +95,7 @@ def test_shadow_dates_come_from_source_date_epoch_and_backups_go(tmp_path: Path)
     st = shadow.stat()
     assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, 0, 42)
     assert sorted(p.name for p in db.iterdir()) == ["status"]
+    assert not (tmp_path / "usr/etc/passwd-").exists()
 
 
 def test_default_epoch_is_the_newest_copyright_file(tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ from apt_ostree.treefs import Tree
 BACKUP_DIRS = (DPKG_DB, f"{STATE_DIR}/debconf")
 # Account files whose third field is the day of the last password change.
 SHADOW_FILES = ("usr/etc/shadow",)
+# The backups that shadow's tools leave of the account files: what they were before
+# the last change, which depends on whether the previous commit seeded them.
+ACCOUNT_BACKUPS = tuple(
+    f"usr/etc/{name}-" for name in ("passwd", "group", "shadow", "gshadow", "subuid", "subgid")
+)
 
 
 def tree_epoch(root: Path) -> int:
@@ -58,6 +63,9 @@ def make_reproducible(tree: Tree, epoch: int) -> None:
                 assert st is not None
                 tree.write_text(rel, fixed, mode=stat.S_IMODE(st.st_mode))
                 tree.chown(rel, st.st_uid, st.st_gid)
+    for rel in ACCOUNT_BACKUPS:
+        if tree.lstat(rel) is not None:
+            tree.remove(rel)
     for d in BACKUP_DIRS:
         for name in tree.listdir(d):
             if name.endswith("-old"):

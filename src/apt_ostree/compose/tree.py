@@ -42,7 +42,7 @@ TREEFILE_KEY = "apt-ostree.treefile-sha256"
 DEFAULT_CACHEDIR = Path("/var/cache/apt-ostree/compose")
 # Raised when the same inputs make a different tree (a change of the layout
 # conversion): a commit that an older apt-ostree made is then no no-op.
-COMPOSE_FORMAT = 2
+COMPOSE_FORMAT = 3
 
 
 @dataclass
