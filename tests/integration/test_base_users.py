@@ -63,11 +63,13 @@ def commit_with_new_system_user(served: Path, base: str) -> str:
     repo.prepare_transaction(None)
     try:
         mtree = OSTree.MutableTree.new_from_commit(repo, base)
-        _, etc = mtree.walk(["usr", "etc"], 0)
-        etc.replace_file("passwd", _write_file(repo, passwd.encode()))
-        etc.replace_file("group", _write_file(repo, group.encode()))
-        _, sysusers_d = mtree.walk(SYSUSERS_CONF.split("/")[:-1], 0)
-        sysusers_d.replace_file(SYSUSERS_CONF.rsplit("/", 1)[1], _write_file(repo, conf.encode()))
+        for path, text in (("usr/etc/passwd", passwd), ("usr/etc/group", group),
+                           (SYSUSERS_CONF, conf)):  # fmt: skip
+            *dirs, name = path.split("/")
+            parent = mtree
+            for d in dirs:  # MutableTree.walk through GI stops after the first name
+                _, parent = parent.ensure_dir(d)
+            parent.replace_file(name, _write_file(repo, text.encode()))
         _, root = repo.write_mtree(mtree, None)
         _, checksum = repo.write_commit(
             base, "a new system user", None, commit.get_child_value(0), root, None
