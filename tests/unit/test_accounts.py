@@ -15,10 +15,12 @@ from apt_ostree.compose.accounts import (
     sysusers_lines,
     write_base_sysusers,
 )
+from apt_ostree.compose.postprocess import PostprocessOptions, postprocess_tree
 from apt_ostree.compose.reproducible import make_reproducible, tree_epoch
 from apt_ostree.compose.treefile import load_treefile
 from apt_ostree.errors import TreefileError
 from apt_ostree.treefs import Tree
+from tests.fixtures.trees import make_tree
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/bash\n"
@@ -144,3 +146,15 @@ def test_bad_reproducibility_and_account_keys_are_errors(
     path.write_text(f"ref: a/b\n{line}\n")
     with pytest.raises(TreefileError, match=message):
         load_treefile(path)
+
+
+def test_postprocess_writes_the_base_users_and_fixes_the_tree(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "root")
+    (root / "etc/shadow").write_text("root:*:20787:0:99999:7:::\n")
+    (root / "etc/passwd-").write_text("old\n")
+    result = postprocess_tree(root, PostprocessOptions(source_date_epoch=1_700_000_000))
+    assert result.source_date_epoch == 1_700_000_000
+    conf = (root / "usr/lib/sysusers.d/apt-ostree-base.conf").read_text()
+    assert "u mail 8:8 - /var/mail /usr/sbin/nologin" in conf and "g mail 8" in conf
+    assert (root / "usr/etc/shadow").read_text() == "root:*:19675:0:99999:7:::\n"
+    assert not (root / "usr/etc/passwd-").exists()

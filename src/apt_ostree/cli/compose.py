@@ -117,7 +117,9 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
     options = PostprocessOptions()
     if args.treefile is not None:
         tf = load_treefile(args.treefile)
-        options = PostprocessOptions(tf.machineid_compat, tf.tmp_is_dir, tf.initramfs_args)
+        options = PostprocessOptions(
+            tf.machineid_compat, tf.tmp_is_dir, tf.initramfs_args, tf.source_date_epoch
+        )
     result = postprocess_tree(args.rootfs, options, _reporter(args))
     kernel = result.kernel_version or "none (not bootable)"
     print(f"Postprocessed {args.rootfs}: kernel {kernel}")
