@@ -49,8 +49,11 @@ DRACUT_CAPS = ("CAP_DAC_OVERRIDE",)
 DRACUT_ENV = {"DRACUT_NO_MKNOD": "1", "DRACUT_NO_XATTR": "1"}
 
 
-def build_initramfs(root: Path, kver: str, extra_args: list[str]) -> None:
-    """Run dracut inside the tree, without hostonly, with the ostree module."""
+def build_initramfs(
+    root: Path, kver: str, extra_args: list[str], source_date_epoch: int | None = None
+) -> None:
+    """Run dracut inside the tree, without hostonly, with the ostree module; with
+    `source_date_epoch`, every date in the image is that one (`--reproducible`)."""
     if not (root / "usr/bin/dracut").exists():
         raise LayoutError(
             "the tree has a kernel but no dracut: add dracut and ostree-boot to packages"
@@ -67,7 +70,10 @@ def build_initramfs(root: Path, kver: str, extra_args: list[str]) -> None:
     # lower layer while layering) is the machine's, with its shadow and host keys:
     # no code of the tree reads it.
     binds = [(root / "usr/etc", "/etc")] if (root / "usr/etc").is_dir() else []
-    run_in_tree(root, argv, what="dracut", caps=DRACUT_CAPS, env=DRACUT_ENV, binds=binds)
+    env = dict(DRACUT_ENV)
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+    run_in_tree(root, argv, what="dracut", caps=DRACUT_CAPS, env=env, binds=binds)
     with Tree(root) as tree:
         # Never through a link: dracut ran in the sandbox, this chmod does not.
         tree.chmod(out, 0o644)

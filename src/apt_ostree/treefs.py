@@ -356,6 +356,14 @@ class Tree:
         finally:
             os.close(target)
 
+    def chown(self, path: str | os.PathLike[str], uid: int, gid: int) -> None:
+        """chown of the entry itself (a symlink's own owner, never its target's)."""
+        fd, name, _ = self._parent(path)
+        try:
+            os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)
+
     def unlink(self, path: str | os.PathLike[str], *, missing_ok: bool = False) -> None:
         """Remove the non-directory entry `path` (a symlink: the link itself)."""
         fd, name, _ = self._parent(path)

@@ -120,10 +120,10 @@ def cmd_tree(args: argparse.Namespace) -> int:
         print("No apparent changes since previous commit")
         return 0
     commit = result.commit
-    if args.touch_if_changed:
-        args.touch_if_changed.touch()
     if args.write_commitid_to:
         args.write_commitid_to.write_text(commit.checksum)
+    if args.touch_if_changed:
+        args.touch_if_changed.touch()
     print(f"Wrote commit: {commit.checksum}")
     if commit.version:
         print(f"Version: {commit.version}")
@@ -138,7 +138,9 @@ def cmd_postprocess(args: argparse.Namespace) -> int:
     options = PostprocessOptions()
     if args.treefile is not None:
         tf = load_treefile(args.treefile)
-        options = PostprocessOptions(tf.machineid_compat, tf.tmp_is_dir, tf.initramfs_args)
+        options = PostprocessOptions(
+            tf.machineid_compat, tf.tmp_is_dir, tf.initramfs_args, tf.source_date_epoch
+        )
     result = postprocess_tree(args.rootfs, options, _reporter(args))
     kernel = result.kernel_version or "none (not bootable)"
     print(f"Postprocessed {args.rootfs}: kernel {kernel}")

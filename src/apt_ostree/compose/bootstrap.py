@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from apt_ostree.compose import accounts
 from apt_ostree.debian.resolve import PackageInfo
 from apt_ostree.errors import CommandError, SourceError
 from apt_ostree.reporter import Reporter
@@ -39,6 +40,9 @@ class BootstrapRequest:
     recommends: bool
     documentation: bool
     cachedir: Path | None
+    # The previous commit's account files (compose/accounts.py), put in /etc first.
+    accounts_seed: Path | None = None
+    source_date_epoch: int | None = None
 
 
 def _divert_kernel_hook() -> str:
@@ -76,6 +80,23 @@ def _cache_out(cachedir: Path) -> str:
     )
 
 
+def _seed_accounts(seed: Path) -> str:
+    """Copy the seeded account files into the new tree's /etc before any package is
+    installed: base-passwd's preinst keeps an existing /etc/passwd and /etc/group."""
+    steps = ['mkdir -p "$1/etc"']
+    shadow_gid = (
+        accounts.parse_ids((seed / "group").read_text()).get("shadow", 0)
+        if (seed / "group").is_file()
+        else 0
+    )
+    for name in accounts.SEEDED:
+        if (seed / name).is_file():
+            mode, gid = ("0640", shadow_gid) if name.endswith("shadow") else ("0644", 0)
+            src = shlex.quote(str(seed / name))
+            steps.append(f'install -m {mode} -o 0 -g {gid} {src} "$1/etc/{name}"')
+    return " && ".join(steps)
+
+
 def _mark_auto(requested: Sequence[str], packages: Sequence[PackageInfo]) -> str | None:
     """Everything we name explicitly becomes 'manual' in apt; restore apt's view."""
     auto = sorted({p.name for p in packages} - set(requested))
@@ -109,6 +130,8 @@ def mmdebstrap_argv(req: BootstrapRequest, target: Path) -> list[str]:
         argv.append(f"--customize-hook={mark}")
     if not req.documentation:
         argv += [f"--dpkgopt={o}" for o in DOC_EXCLUDES]
+    if req.accounts_seed is not None:
+        argv.append(f"--setup-hook={_seed_accounts(req.accounts_seed)}")
     if req.cachedir is not None:
         req.cachedir.mkdir(parents=True, exist_ok=True)
         argv.append(f"--setup-hook={_cache_in(req.cachedir)}")
@@ -122,7 +145,11 @@ def bootstrap(req: BootstrapRequest, target: Path, reporter: Reporter) -> None:
     reporter.task_begin(f"Bootstrapping {len(req.packages)} packages with mmdebstrap")
     cached_before = _cached_debs(req.cachedir)
     try:
-        run(mmdebstrap_argv(req, target), what="mmdebstrap")
+        env = {}
+        if req.source_date_epoch is not None:
+            # mmdebstrap passes it on to dpkg and the maintainer scripts.
+            env["SOURCE_DATE_EPOCH"] = str(req.source_date_epoch)
+        run(mmdebstrap_argv(req, target), env=env, what="mmdebstrap")
     except CommandError as e:
         tail = "\n".join(e.output.strip().splitlines()[-15:])
         if "NO_PUBKEY" in e.output or "is not signed" in e.output:

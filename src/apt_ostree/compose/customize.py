@@ -82,7 +82,12 @@ def enable_units(root: Path, units: list[str], default_target: str | None) -> No
         )  # fmt: skip
 
 
-def run_postprocess_scripts(root: Path, scripts: list[tuple[str, str]], reporter: Reporter) -> None:
+def run_postprocess_scripts(
+    root: Path,
+    scripts: list[tuple[str, str]],
+    reporter: Reporter,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run each (name, content) script with the tree as /, without network.
 
     A script with no #! line runs under /bin/sh -e. A failing script stops the
@@ -100,7 +105,7 @@ def run_postprocess_scripts(root: Path, scripts: list[tuple[str, str]], reporter
             try:
                 # The treefile's scripts do what maintainer scripts do: dpkg's powers.
                 output = run_in_tree(
-                    root, argv, what=name, caps=DPKG_CAPS, ro_binds=[(script, inner)]
+                    root, argv, what=name, caps=DPKG_CAPS, env=env, ro_binds=[(script, inner)]
                 )
             except CommandError as e:
                 shown = e.output.rstrip() or "(no output)"
@@ -121,8 +126,11 @@ def treefile_scripts(treefile: Treefile) -> list[tuple[str, str]]:
     return scripts
 
 
-def customize_tree(root: Path, treefile: Treefile, reporter: Reporter) -> None:
+def customize_tree(
+    root: Path, treefile: Treefile, reporter: Reporter, source_date_epoch: int | None = None
+) -> None:
     add_files(root, treefile.add_files)
     enable_units(root, treefile.units, treefile.default_target)
-    run_postprocess_scripts(root, treefile_scripts(treefile), reporter)
+    env = {"SOURCE_DATE_EPOCH": str(source_date_epoch)} if source_date_epoch is not None else None
+    run_postprocess_scripts(root, treefile_scripts(treefile), reporter, env)
     remove_files(root, treefile.remove_files)

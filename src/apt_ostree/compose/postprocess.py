@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apt_ostree import machine_secrets
+from apt_ostree.compose.accounts import write_base_sysusers
+from apt_ostree.compose.reproducible import make_reproducible, tree_epoch
 from apt_ostree.layout import (
     DPKG_DB,
     STATE_DIR,
@@ -46,10 +48,13 @@ class PostprocessOptions:
     machineid_compat: bool = True
     tmp_is_dir: bool = False
     initramfs_args: list[str] = field(default_factory=list)
+    # None: the newest date of the installed packages' files (reproducible.tree_epoch).
+    source_date_epoch: int | None = None
 
 
 @dataclass
 class PostprocessResult:
+    source_date_epoch: int
     kernel_version: str | None = None
     bootable: bool = False
     tmpfiles_lines: int = 0
@@ -67,13 +72,16 @@ def postprocess_tree(
 
 def _postprocess(root: Path, options: PostprocessOptions, reporter: Reporter) -> PostprocessResult:
     check_tree(root)
-    result = PostprocessResult()
+    epoch = options.source_date_epoch
+    if epoch is None:
+        epoch = tree_epoch(root)
+    result = PostprocessResult(epoch)
     merge_usr(root)
     kver = move_kernel(root)
     result.kernel_version = kver
     if kver is not None:
         reporter.task_begin(f"Generating initramfs for {kver}")
-        build_initramfs(root, kver, options.initramfs_args)
+        build_initramfs(root, kver, options.initramfs_args, epoch)
         reporter.task_end()
         result.bootable = True
     else:
@@ -85,6 +93,9 @@ def _postprocess(root: Path, options: PostprocessOptions, reporter: Reporter) ->
         result.tmpfiles_lines = convert_var(tree)
     finish_etc(root, options)
     move_etc(root)
+    with Tree(root) as tree:
+        write_base_sysusers(tree, "usr/etc")
+        make_reproducible(tree, epoch)
     # Host keys and the like: made on each machine at boot, never committed.
     with Tree(root) as tree:
         secrets = machine_secrets.strip_machine_secrets(

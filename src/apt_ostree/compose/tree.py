@@ -18,10 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree.compose import accounts
 from apt_ostree.compose.bootstrap import BootstrapRequest, bootstrap
 from apt_ostree.compose.commit import CommitRequest, CommitResult, commit_tree
 from apt_ostree.compose.customize import customize_tree
 from apt_ostree.compose.postprocess import PostprocessOptions, postprocess_tree
+from apt_ostree.compose.reproducible import tree_epoch
 from apt_ostree.compose.treefile import Treefile
 from apt_ostree.debian.localrepo import (
     check_local_versions,
@@ -39,6 +41,9 @@ INPUTS_KEY = "apt-ostree.inputs-sha256"
 RESOLVED_KEY = "apt-ostree.resolved-sha256"
 TREEFILE_KEY = "apt-ostree.treefile-sha256"
 DEFAULT_CACHEDIR = Path("/var/cache/apt-ostree/compose")
+# Raised when the same inputs make a different tree (a change of the layout
+# conversion): a commit that an older apt-ostree made is then no no-op.
+COMPOSE_FORMAT = 3
 
 
 @dataclass
@@ -74,6 +79,12 @@ def packages_sha256(packages: Sequence[PackageInfo]) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def compose_inputs_sha256(treefile: Treefile) -> str:
+    """The treefile's inputs and the compose format: what decides the tree."""
+    data = f"apt-ostree compose format {COMPOSE_FORMAT}\0{treefile.inputs_sha256()}"
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
 def _suite_of(treefile: Treefile, stanzas: list[str]) -> str:
     if treefile.suite:
         return treefile.suite
@@ -103,6 +114,14 @@ def _previous_commit(repo_path: Path, ref: str) -> ostree_repo.CommitInfo | None
     repo = ostree_repo.open_repo(repo_path)
     checksum = ostree_repo.resolve_ref(repo, ref)
     return ostree_repo.read_commit(repo, checksum) if checksum else None
+
+
+def _previous_accounts(
+    repo_path: Path, previous: ostree_repo.CommitInfo | None, treefile: Treefile
+) -> accounts.Accounts | None:
+    if previous is None or "previous" not in (treefile.check_passwd, treefile.check_groups):
+        return None
+    return accounts.previous_accounts(ostree_repo.open_repo(repo_path), previous.checksum)
 
 
 def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter) -> ComposeResult:
@@ -145,7 +164,7 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     if options.dry_run:
         return result
 
-    inputs = treefile.inputs_sha256()
+    inputs = compose_inputs_sha256(treefile)
     resolved = packages_sha256(packages)
     previous = _previous_commit(options.repo, treefile.ref)
     if (
@@ -157,10 +176,14 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     ):
         return result
 
+    previous_accounts = _previous_accounts(options.repo, previous, treefile)
     with _workdir(options.workdir) as work:
         sources_file = work / "apt-ostree.sources"
         write_sources_file(stanzas, sources_file)
         rootfs = work / "rootfs"
+        seed = None
+        if previous_accounts is not None:
+            seed = accounts.write_seed(previous_accounts, work / "accounts")
         bootstrap(
             BootstrapRequest(
                 suite=suite,
@@ -171,11 +194,16 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
                 recommends=treefile.recommends,
                 documentation=treefile.documentation,
                 cachedir=cachedir / "debs",
+                accounts_seed=seed,
+                source_date_epoch=treefile.source_date_epoch,
             ),
             rootfs,
             reporter,
         )
-        customize_tree(rootfs, treefile, reporter)
+        epoch = treefile.source_date_epoch
+        if epoch is None:
+            epoch = tree_epoch(rootfs)
+        customize_tree(rootfs, treefile, reporter, epoch)
         reporter.task_begin("Converting to the OSTree layout")
         post = postprocess_tree(
             rootfs,
@@ -183,10 +211,16 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
                 machineid_compat=treefile.machineid_compat,
                 tmp_is_dir=treefile.tmp_is_dir,
                 initramfs_args=treefile.initramfs_args,
+                source_date_epoch=epoch,
             ),
             reporter,
         )
         reporter.task_end(f"{post.tmpfiles_lines} tmpfiles.d lines for /var")
+        if previous_accounts is not None:
+            accounts.check_stable_ids(
+                previous_accounts, rootfs,
+                check_passwd=treefile.check_passwd, check_groups=treefile.check_groups,
+            )  # fmt: skip
 
         metadata: dict[str, object] = dict(treefile.metadata)
         metadata.update(options.metadata)

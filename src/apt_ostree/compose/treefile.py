@@ -153,6 +153,24 @@ def _boolean(doc: _Document, key: str, node: Node) -> bool:
     return bool(doc.construct(node))
 
 
+def _epoch(doc: _Document, key: str, node: Node) -> int:
+    if not (isinstance(node, ScalarNode) and node.tag == f"{_TAG}int"):
+        raise _expected(doc, key, node, "an integer (seconds since 1970-01-01 UTC)")
+    value = int(doc.construct(node))
+    if value < 0:
+        raise doc.error(node, key, f"{value} is negative")
+    return value
+
+
+def _check_type(doc: _Document, key: str, node: Node) -> str:
+    """rpm-ostree's `check-passwd`/`check-groups`: {type: previous|none}."""
+    data = doc.construct(node) if isinstance(node, MappingNode) else None
+    kind = data.get("type") if isinstance(data, dict) and set(data) == {"type"} else None
+    if kind not in ("previous", "none"):
+        raise doc.error(node, key, "expected {type: previous} or {type: none}")
+    return str(kind)
+
+
 def _package(doc: _Document, key: str, node: Node) -> str:
     return _word(doc, key, node)
 
@@ -269,6 +287,9 @@ _SCALAR_KEYS: dict[str, _Parser] = {
     "automatic-version-prefix": _string,
     "suite": _word,
     "architecture": _architecture,
+    "source-date-epoch": _epoch,
+    "check-passwd": _check_type,
+    "check-groups": _check_type,
 }
 # Item parsers of the keys whose values are lists.
 _LIST_KEYS: dict[str, _Parser] = {
@@ -502,6 +523,9 @@ class Treefile:
     suite: str | None = None
     components: list[str] = field(default_factory=lambda: ["main"])
     architecture: str | None = None
+    source_date_epoch: int | None = None
+    check_passwd: str = "previous"
+    check_groups: str = "previous"
     sources: list[str] | None = None
     local_packages: list[Path] = field(default_factory=list)
     merged: dict[str, Any] = field(default_factory=dict)
@@ -630,6 +654,9 @@ def _build(path: Path, display: str, fields: _Fields) -> Treefile:
         suite=suite,
         components=components,
         architecture=scalar("architecture"),
+        source_date_epoch=scalar("source-date-epoch"),
+        check_passwd=scalar("check-passwd", "previous"),
+        check_groups=scalar("check-groups", "previous"),
         sources=_converted_sources(fields, suite, components) if "sources" in fields else None,
         # Each item is the list of files its glob matched.
         local_packages=list(dict.fromkeys(p for paths in items("local-packages") for p in paths)),
@@ -699,6 +726,10 @@ def _plain_data(tf: Treefile) -> dict[str, Any]:
         "components": tf.components,
         "architecture": tf.architecture,
         "sources": tf.sources,
+        # Left out at their defaults, so that treefiles without them keep their hashes.
+        "source-date-epoch": tf.source_date_epoch,
+        "check-passwd": tf.check_passwd if tf.check_passwd != "previous" else None,
+        "check-groups": tf.check_groups if tf.check_groups != "previous" else None,
         # Left out when empty, so that treefiles without it keep their hashes.
         "local-packages": [str(path) for path in tf.local_packages] or None,
     }

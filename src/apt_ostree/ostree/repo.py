@@ -226,3 +226,20 @@ def _mtree_remove(mtree: OSTree.MutableTree, path: str) -> None:
             return
         node = sub
     node.remove(name, True)
+
+
+def read_commit_file(repo: OSTree.Repo, checksum: str, path: str) -> bytes | None:
+    """The content of the regular file `path` in commit `checksum`; None if absent."""
+    _, root, _ = repo.read_commit(checksum, None)
+    child = root.resolve_relative_path(path)
+    if not child.query_exists(None):
+        return None
+    info = child.query_info("standard::type", Gio.FileQueryInfoFlags.NOFOLLOW_SYMLINKS, None)
+    if info.get_file_type() != Gio.FileType.REGULAR:
+        return None
+    child.ensure_resolved()
+    _, stream, info, _ = repo.load_file(child.get_checksum(), None)
+    chunks = []
+    while chunk := stream.read_bytes(1 << 20, None).get_data():
+        chunks.append(chunk)
+    return b"".join(chunks)
