@@ -23,6 +23,8 @@ pytest_plugins = [
     "tests.fixtures.layerpkgs",
     "tests.fixtures.selfdeb",
     "tests.fixtures.daemon",
+    "tests.fixtures.registry",
+    "tests.fixtures.ocitrees",
 ]
 
 # Fast tests first, so that a broken change fails within minutes (and `-x` stops

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from apt_ostree.cli import image
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
 
@@ -51,6 +52,7 @@ def register(sub: Any) -> None:
 
     register_sysroot(csub)
     register_disk_image(csub)
+    image.register(csub)
 
 
 def _metadata_strings(pairs: list[str]) -> dict[str, str]:
