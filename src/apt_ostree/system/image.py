@@ -33,9 +33,9 @@ from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.reporter import Reporter
 from apt_ostree.system import imagetar
-from apt_ostree.system.imageref import ImageReference, blob_ref, image_ref
+from apt_ostree.oci.ostreeref import ImageReference, blob_ref, image_ref
 from apt_ostree.system.pull import PullResult
-from apt_ostree.system.skopeo import FetchError, ImageProxy, VerifiedReader
+from apt_ostree.oci.proxy import FetchError, ImageProxy, VerifiedReader
 
 MANIFEST_DIGEST_KEY = "ostree.manifest-digest"
 MANIFEST_KEY = "ostree.manifest"
@@ -375,6 +375,11 @@ def pull_image(
         except GLib.Error as e:
             raise ImageError(f"cannot store {reference}: {e.message}") from e
     pulled = PullResult(bytes_transferred=work.fetched, objects_fetched=work.layers_fetched)
+    total = sum(int(layer.get("size") or 0) for layer in info.layers)
+    reporter.message(
+        f"Fetched image layers: {work.fetched} bytes in {work.layers_fetched} of"
+        f" {len(info.layers)} layer(s) ({total} bytes in the image)"
+    )
     return ostree_repo.read_commit(repo, merge), info, pulled
 
 

@@ -88,8 +88,9 @@ def write_content(
 ) -> str:
     """One content object (regular file or symlink) from a tar entry; its checksum."""
     info = _file_info(member)
-    stream = None if member.issym() else Gio.MemoryInputStream.new_from_bytes(GLib.Bytes(data))
-    content, length = OSTree.raw_file_to_content_stream(stream, info, xattrs, None)
+    # A symlink has no content; the binding wants a stream anyway (an empty one adds nothing).
+    stream = Gio.MemoryInputStream.new_from_bytes(GLib.Bytes(b"" if member.issym() else data))
+    _, content, length = OSTree.raw_file_to_content_stream(stream, info, xattrs, None)
     try:
         _, raw = repo.write_content(expected, content, length, None)
     except GLib.Error as e:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from apt_ostree.errors import AptOstreeError
-from apt_ostree.system.imageref import ImageReference, is_image_reference, parse_image_reference
+from apt_ostree.oci.ostreeref import ImageReference, is_image_reference, parse_image_reference
 
 IMAGE_KEY = "container-image-reference"
 

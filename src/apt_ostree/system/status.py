@@ -61,6 +61,17 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         "regenerate-initramfs": False,
         "initramfs-args": [],
         "gpg-enabled": _gpg_enabled(sysroot, origin),
+        **_image_keys(origin, base_meta),
+    }
+
+
+def _image_keys(origin: Origin | None, base_meta: dict[str, Any]) -> dict[str, Any]:
+    """rpm-ostree's keys of a deployment that follows a container image."""
+    if origin is None or origin.image is None:
+        return {}
+    return {
+        "container-image-reference": origin.refspec,
+        "container-image-reference-digest": base_meta.get("ostree.manifest-digest"),
     }
 
 
@@ -86,6 +97,8 @@ def cached_update(sysroot: Sysroot, infos: list[DeploymentInfo]) -> dict[str, An
         origin = Origin.from_dict(reference.origin)
     except OriginError:
         return None
+    if origin.image is not None:
+        return None  # `upgrade --check` of an image fetches only its manifest: nothing cached
     tip = ostree_repo.resolve_ref(sysroot.repo, origin.refspec)
     meta, _, _ = _commit_meta(sysroot, reference.checksum)
     base = str(meta.get(BASE_KEY) or reference.checksum)

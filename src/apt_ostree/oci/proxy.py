@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from apt_ostree.errors import AptOstreeError
+from apt_ostree.oci.skopeo import skopeo_command
 
 _MAX_REPLY = 32 * 1024
 
@@ -47,8 +48,8 @@ class ImageProxy:
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                ["skopeo", "experimental-image-proxy", "--sockfd", str(theirs.fileno()),
-                 *(extra_args or [])],
+                [*skopeo_command(), "experimental-image-proxy",
+                 "--sockfd", str(theirs.fileno()), *(extra_args or [])],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
