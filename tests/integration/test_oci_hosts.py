@@ -130,8 +130,11 @@ def test_upgrade_fetches_only_the_changed_layers(ref_sysroot: Path, images: Imag
     v1 = {d["digest"] for d in _manifest(layout, "v1")["layers"]}
     v2 = _manifest(layout, "v2")["layers"]
     changed = sum(int(d["size"]) for d in v2 if d["digest"] not in v1)
-    fetched = int(proc.stderr.split("Fetched image layers: ", 1)[1].split()[0])
-    assert 0 < fetched == changed
+    manifest = layout.manifest_descriptor("v2")
+    config = _manifest(layout, "v2")["config"]
+    fetched = int(proc.stderr.split("Fetched image: ", 1)[1].split()[0])
+    assert changed > 0
+    assert fetched == changed + manifest.size + int(config["size"])
     assert deployments_json(ref_sysroot)[0]["version"] == "2.0"
 
 

@@ -356,6 +356,7 @@ def pull_image(
         info = session.info()
         check_bootable(info)
         reporter.task_end(info.digest)
+        work.fetched = len(info.manifest_json) + len(info.config_json)
         count = info.ostree_layer_count()
         try:
             repo.prepare_transaction(None)
@@ -377,8 +378,8 @@ def pull_image(
     pulled = PullResult(bytes_transferred=work.fetched, objects_fetched=work.layers_fetched)
     total = sum(int(layer.get("size") or 0) for layer in info.layers)
     reporter.message(
-        f"Fetched image layers: {work.fetched} bytes in {work.layers_fetched} of"
-        f" {len(info.layers)} layer(s) ({total} bytes in the image)"
+        f"Fetched image: {work.fetched} bytes (manifest, config and {work.layers_fetched} of"
+        f" {len(info.layers)} layers; {total} bytes of layers in the image)"
     )
     return ostree_repo.read_commit(repo, merge), info, pulled
 
