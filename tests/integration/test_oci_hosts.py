@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,9 @@ def _error(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
-def _layout_with_config(images: Images, tmp_path: Path, edit: object) -> str:
+def _layout_with_config(
+    images: Images, tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+) -> str:
     """A copy of image v1 whose config is changed by `edit` (a function of the dict)."""
     dest = tmp_path / "edited"
     subprocess.run(["cp", "-a", str(images.layout), str(dest)], check=True)
@@ -173,7 +176,7 @@ def _layout_with_config(images: Images, tmp_path: Path, edit: object) -> str:
     desc = layout.manifest_descriptor("v1")
     manifest = layout.read_json_blob(desc)
     config = layout.read_json_blob(Descriptor.from_json(manifest["config"]))
-    edit(config)  # type: ignore[operator]
+    edit(config)
     manifest["config"] = layout.write_json_blob(config, manifest["config"]["mediaType"]).to_json()
     new = layout.write_json_blob(manifest, desc.media_type)
     layout.set_manifest(new, "v1", {"architecture": "amd64", "os": "linux"})
@@ -183,7 +186,7 @@ def _layout_with_config(images: Images, tmp_path: Path, edit: object) -> str:
 def test_an_image_that_is_not_bootable_is_refused(
     ref_sysroot: Path, images: Images, tmp_path: Path
 ) -> None:
-    def unlabel(config: dict) -> None:  # type: ignore[type-arg]
+    def unlabel(config: dict[str, Any]) -> None:
         for key in ("containers.bootc", "ostree.bootable"):
             config["config"]["Labels"].pop(key, None)
 
@@ -197,7 +200,7 @@ def test_an_image_that_is_not_bootable_is_refused(
 def test_an_image_for_another_architecture_is_refused(
     ref_sysroot: Path, images: Images, tmp_path: Path
 ) -> None:
-    def arm(config: dict) -> None:  # type: ignore[type-arg]
+    def arm(config: dict[str, Any]) -> None:
         config["architecture"] = "arm64"
 
     assert "is built for arm64" in _error(
@@ -228,7 +231,9 @@ def test_a_tampered_layer_is_refused_and_stores_nothing(
 
 
 def test_a_reference_that_cannot_be_fetched_is_refused(ref_sysroot: Path, images: Images) -> None:
-    line = _error(_rebase(ref_sysroot, f"ostree-unverified-registry:{images.registry.host}/no/such:v1"))
+    line = _error(
+        _rebase(ref_sysroot, f"ostree-unverified-registry:{images.registry.host}/no/such:v1")
+    )
     assert line.startswith("error: cannot fetch")
     line = _error(_rebase(ref_sysroot, "ostree-unverified-image:oci:relative/path"))
     assert "must be absolute" in line

@@ -33,7 +33,12 @@ def test_references_parse_to_skopeo_references(
     text: str, signed: bool, transport: str, name: str, skopeo: str
 ) -> None:
     ref = parse_image_reference(text)
-    assert (ref.signed, ref.transport, ref.name, ref.skopeo_ref) == (signed, transport, name, skopeo)
+    assert (ref.signed, ref.transport, ref.name, ref.skopeo_ref) == (
+        signed,
+        transport,
+        name,
+        skopeo,
+    )
 
 
 def test_a_registry_image_given_as_docker_is_written_back_the_rpm_ostree_way() -> None:

@@ -120,9 +120,7 @@ def escape_for_ref(text: str) -> str:
     previous_alnum = False
     for i, c in enumerate(text):
         alnum = c.isascii() and c.isalnum()
-        if alnum or c == "-":
-            out.append(c)
-        elif c == "/" and previous_alnum and i + 1 < len(text):
+        if alnum or c == "-" or (c == "/" and previous_alnum and i + 1 < len(text)):
             out.append(c)
         elif c == "_":
             out.append("__")

@@ -48,7 +48,9 @@ def copy(src: ImageReference, dest: ImageReference, *, authfile: Path | None = N
 def inspect_raw(ref: ImageReference, *, authfile: Path | None = None) -> Any:
     """The image's manifest as JSON."""
     try:
-        proc = run([*skopeo_command(), "inspect", "--raw", *_auth(authfile, "--authfile"), str(ref)])
+        proc = run(
+            [*skopeo_command(), "inspect", "--raw", *_auth(authfile, "--authfile"), str(ref)]
+        )
     except CommandError as e:
         raise OciError(f"cannot read the image {ref}: {_last_line(e.output)}") from e
     try:

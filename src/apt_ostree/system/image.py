@@ -28,14 +28,14 @@ from typing import Any
 
 from apt_ostree.debian.dpkgdb import packages_from_status
 from apt_ostree.errors import AptOstreeError
+from apt_ostree.oci.ostreeref import ImageReference, blob_ref, image_ref
+from apt_ostree.oci.proxy import FetchError, ImageProxy, VerifiedReader
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.reporter import Reporter
 from apt_ostree.system import imagetar
-from apt_ostree.oci.ostreeref import ImageReference, blob_ref, image_ref
 from apt_ostree.system.pull import PullResult
-from apt_ostree.oci.proxy import FetchError, ImageProxy, VerifiedReader
 
 MANIFEST_DIGEST_KEY = "ostree.manifest-digest"
 MANIFEST_KEY = "ostree.manifest"
@@ -202,9 +202,7 @@ def _object_set_commit(repo: OSTree.Repo, content: list[str], digest: str) -> st
     """A commit whose tree names each content object of a chunk layer (ostree-ext's
     object set), so that the blob ref keeps those objects alive."""
     mtree = OSTree.MutableTree.new()
-    mtree.set_metadata_checksum(
-        imagetar.write_dirmeta(repo, 0, 0, 0o755, imagetar.empty_xattrs())
-    )
+    mtree.set_metadata_checksum(imagetar.write_dirmeta(repo, 0, 0, 0o755, imagetar.empty_xattrs()))
     for checksum in sorted(set(content)):
         mtree.replace_file(checksum, checksum)
     return _commit_mtree(repo, mtree, None, f"layer {digest}", {}, 0)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from apt_ostree.errors import AptOstreeError
+from apt_ostree.oci.ostreeref import is_image_reference, parse_image_reference
 from apt_ostree.ostree import GLib
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.reporter import Reporter
 from apt_ostree.system.db import PackageDiff, diff_commit_infos
-from apt_ostree.oci.ostreeref import is_image_reference, parse_image_reference
 from apt_ostree.system.origin import Origin, parse_refspec
 from apt_ostree.system.pull import DowngradeError, PullError, PullResult, pull, remote_url
 from apt_ostree.system.sysroot import Sysroot, deploy
