@@ -5,7 +5,8 @@ builds `FROM oci:...` a Containerfile whose RUN installs a small local .deb
 with dpkg (no network), writes /etc and /var content and deletes a base file;
 `podman push` writes the derived image to another layout. A sysroot deployed
 from the base ref rebases to it: the package is in `status`/`db list`, /etc
-went to /usr/etc, /var was left out and the deleted file is gone.
+went to /usr/etc, /var was left out and the deleted file is gone; a package
+layered on top keeps the image as the origin.
 
 podman runs with its own storage (overlay) and `--isolation chroot`: crun
 cannot create containers under this machine's hybrid cgroup hierarchy.
@@ -31,8 +32,8 @@ RUN mkdir -p /var/lib && ln -s ../../usr/share/dpkg/database /var/lib/dpkg \\
 """
 
 
-def test_a_podman_derived_image_deploys_with_its_package(
-    debian_sysroot: DebianSysroot, tmp_path: Path
+def test_a_podman_derived_image_deploys_with_its_package_and_takes_layered_packages(
+    debian_sysroot: DebianSysroot, layer_repo: object, tmp_path: Path
 ) -> None:
     base = tmp_path / "base"
     proc = apt_ostree(
@@ -76,3 +77,13 @@ def test_a_podman_derived_image_deploys_with_its_package(
         capture_output=True, text=True,
     )  # fmt: skip
     assert motd.returncode != 0
+
+    # Package layering on the image-based deployment, as on a ref.
+    proc = apt_ostree(debian_sysroot.path, "install", "dep-top")
+    assert proc.returncode == 0, proc.stderr
+    layered = deployments_json(debian_sysroot.path)[0]
+    assert layered["container-image-reference"] == ref
+    assert layered["base-checksum"] == new["checksum"]
+    assert layered["packages"] == ["dep-top"]
+    listed = apt_ostree(debian_sysroot.path, "db", "list", layered["checksum"])
+    assert "derived-hello_1.0_amd64" in listed.stdout and "dep-top_" in listed.stdout

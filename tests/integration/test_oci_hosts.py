@@ -247,3 +247,18 @@ def test_image_status_json_keeps_rpm_ostree_keys(ref_sysroot: Path, images: Imag
     assert d["container-image-reference-digest"].startswith("sha256:")
     text = apt_ostree(ref_sysroot, "status").stdout
     assert images.oci_ref("v1") in text
+
+
+def test_cleanup_drops_the_refs_of_images_no_deployment_follows(
+    ref_sysroot: Path, images: Images, packaged_repo: PackagedRepo
+) -> None:
+    assert _rebase(ref_sysroot, images.oci_ref("v1")).returncode == 0
+    repo = f"--repo={ref_sysroot}/ostree/repo"
+    assert "ostree/container/image/" in ostree("refs", repo)
+    assert apt_ostree(ref_sysroot, "cleanup", "-p").returncode == 0
+    assert "ostree/container/image/" in ostree("refs", repo)  # still deployed
+    assert _rebase(ref_sysroot, f"origin:{packaged_repo.ref}").returncode == 0
+    proc = apt_ostree(ref_sysroot, "cleanup", "-r")
+    assert proc.returncode == 0, proc.stderr
+    assert "ostree/container/" not in ostree("refs", repo)
+    fsck(ref_sysroot)

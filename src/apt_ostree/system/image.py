@@ -28,7 +28,13 @@ from typing import Any
 
 from apt_ostree.debian.dpkgdb import packages_from_status
 from apt_ostree.errors import AptOstreeError
-from apt_ostree.oci.ostreeref import ImageReference, blob_ref, image_ref
+from apt_ostree.oci.ostreeref import (
+    BLOB_PREFIX,
+    IMAGE_PREFIX,
+    ImageReference,
+    blob_ref,
+    image_ref,
+)
 from apt_ostree.oci.proxy import FetchError, ImageProxy, VerifiedReader
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
@@ -385,3 +391,26 @@ def pull_image(
 def manifest_digest(commit: CommitInfo) -> str | None:
     value = commit.metadata.get(MANIFEST_DIGEST_KEY)
     return str(value) if value else None
+
+
+def prune_image_refs(repo: OSTree.Repo, origins: list[ImageReference]) -> int:
+    """Drop the image and layer refs that no deployment's image needs (ostree-ext's
+    image prune); the repo prune that follows removes their objects. Returns the
+    number of refs removed."""
+    _, refs = repo.list_refs(None, None)
+    keep: set[str] = set()
+    for reference in origins:
+        name = image_ref(reference)
+        checksum = refs.get(name)
+        if checksum is None:
+            continue
+        keep.add(name)
+        manifest = ostree_repo.read_commit(repo, checksum).metadata.get(MANIFEST_KEY)
+        for layer in json.loads(str(manifest or "{}")).get("layers") or []:
+            keep.add(blob_ref(str(layer.get("digest"))))
+    removed = 0
+    for name in sorted(refs):
+        if name.startswith((IMAGE_PREFIX + "/", BLOB_PREFIX + "/")) and name not in keep:
+            repo.set_ref_immediate(None, name, None, None)
+            removed += 1
+    return removed
