@@ -262,3 +262,13 @@ def test_cleanup_drops_the_refs_of_images_no_deployment_follows(
     assert proc.returncode == 0, proc.stderr
     assert "ostree/container/" not in ostree("refs", repo)
     fsck(ref_sysroot)
+
+
+def test_a_signed_reference_is_refused_where_skopeo_cannot_check_the_policy(
+    ref_sysroot: Path, images: Images
+) -> None:
+    proxy = subprocess.run(["skopeo", "--version"], capture_output=True, text=True).stdout
+    if not proxy.startswith("skopeo version 1.9."):
+        pytest.skip("this skopeo checks the signature policy in its image proxy")
+    line = _error(_rebase(ref_sysroot, f"ostree-image-signed:oci:{images.layout}:v1"))
+    assert "cannot check signatures" in line
