@@ -38,7 +38,7 @@ def test_a_podman_derived_image_deploys_with_its_package_and_takes_layered_packa
     base = tmp_path / "base"
     proc = apt_ostree(
         None, "compose", "container-encapsulate", "--repo", debian_sysroot.base.repo,
-        debian_sysroot.base.checksum, f"oci:{base}:1",
+        debian_sysroot.base.checksum, f"oci:{base}:1", "--max-layers", "8",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     context = tmp_path / "context"

@@ -293,7 +293,7 @@ def _mtree_file(repo: OSTree.Repo, mtree: Any, path: str) -> bytes | None:
     checksum = node.get_files().get(name)
     if checksum is None:
         return None
-    stream, file_info, _ = repo.load_file(checksum, None)
+    _, stream, file_info, _ = repo.load_file(checksum, None)
     if stream is None:
         return None
     data = stream.read_bytes(file_info.get_size(), None)

@@ -38,8 +38,9 @@ _METADATA = {
 _XATTRS_TYPE = GLib.VariantType.new("a(ayay)")
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-# Written by container runtimes into every container; not part of the image.
-_RUNTIME_INJECTED = ("usr/etc/hostname", "usr/etc/resolv.conf")
+# Written (empty) by container runtimes into every container; not part of the image.
+# ostree-ext drops the first two; podman's chroot isolation leaves /etc/hosts too.
+_RUNTIME_INJECTED = ("usr/etc/hostname", "usr/etc/resolv.conf", "usr/etc/hosts")
 
 
 class LayerError(AptOstreeError):
