@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,7 +196,13 @@ def _fetch_layer(
     try:
         with session.proxy.blob(session.image, digest, size) as raw:
             reader = VerifiedReader(raw, digest, lambda n: None)
-            result = consume(reader)
+            try:
+                result = consume(reader)
+            except (tarfile.TarError, zlib.error, EOFError) as e:
+                reader.check()  # a corrupt blob is the likelier cause: say so
+                raise ImageError(
+                    f"{session.reference}: layer {digest} is not a valid tar: {e}"
+                ) from e
             reader.check()
     except FetchError as e:
         raise ImageError(f"cannot fetch {session.reference}: {e}") from e
