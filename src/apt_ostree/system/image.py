@@ -347,7 +347,8 @@ def _merge(
     return _commit_mtree(repo, mtree, base, str(info.reference), metadata, timestamp)
 
 
-def _created(info: ImageInfo) -> int:
+def image_created(info: ImageInfo) -> int:
+    """The image's `created` time (seconds since the epoch; 0 if absent)."""
     created = str(info.config.get("created") or "")
     try:
         from datetime import datetime
@@ -377,7 +378,7 @@ def pull_image(
                     _import_ostree_layers(session, info, count, work, reporter) if count else None
                 )
                 derived = _import_derived_layers(session, info, count, work, reporter)
-                merge = _merge(work, info, base, derived, _created(info))
+                merge = _merge(work, info, base, derived, image_created(info))
                 work.refs[image_ref(reference)] = merge
                 for ref, checksum in work.refs.items():
                     repo.transaction_set_ref(None, ref, checksum)

@@ -215,7 +215,7 @@ def check_update(
 
 def _check_image_update(osname: str, current: Current, reporter: Reporter) -> Outcome:
     """Compare the image's manifest digest with the deployed one; no layer is fetched."""
-    from apt_ostree.system.image import inspect_image, manifest_digest
+    from apt_ostree.system.image import image_created, inspect_image, manifest_digest
 
     assert current.origin.image is not None
     reporter.task_begin(f"Fetching the manifest of {current.origin.image}")
@@ -226,7 +226,8 @@ def _check_image_update(osname: str, current: Current, reporter: Reporter) -> Ou
     metadata: dict[str, object] = {"ostree.manifest-digest": info.digest}
     if info.version:
         metadata["version"] = info.version
-    new = CommitInfo(info.labels.get("ostree.commit") or info.digest, None, "", 0, metadata)
+    commit = info.labels.get("ostree.commit") or info.digest
+    new = CommitInfo(commit, None, "", image_created(info), metadata)
     # The package list is in the layers, which a check does not fetch: no diff.
     return Outcome(
         True, osname, current.origin.refspec, current.base, new, PackageDiff(), PullResult()
