@@ -351,9 +351,10 @@ def image_created(info: ImageInfo) -> int:
     """The image's `created` time (seconds since the epoch; 0 if absent)."""
     created = str(info.config.get("created") or "")
     try:
-        from datetime import datetime
+        from datetime import datetime, timezone
 
-        return int(datetime.fromisoformat(created[:19]).timestamp()) if created else 0
+        when = datetime.fromisoformat(created[:19]).replace(tzinfo=timezone.utc)
+        return int(when.timestamp()) if created else 0
     except ValueError:
         return 0
 
