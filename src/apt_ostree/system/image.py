@@ -351,10 +351,9 @@ def image_created(info: ImageInfo) -> int:
     """The image's `created` time (seconds since the epoch; 0 if absent)."""
     created = str(info.config.get("created") or "")
     try:
-        from datetime import datetime, timezone
+        from datetime import UTC, datetime
 
-        when = datetime.fromisoformat(created[:19]).replace(tzinfo=timezone.utc)
-        return int(when.timestamp()) if created else 0
+        return int(datetime.fromisoformat(created[:19]).replace(tzinfo=UTC).timestamp())
     except ValueError:
         return 0
 
