@@ -14,7 +14,9 @@ cannot create containers under this machine's hybrid cgroup hierarchy.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.fixtures.aptrepo import DebSpec, build_deb
@@ -32,6 +34,11 @@ RUN mkdir -p /var/lib && ln -s ../../usr/share/dpkg/database /var/lib/dpkg \\
 """
 
 
+def _run(cmd: list[str | Path]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 def test_a_podman_derived_image_deploys_with_its_package_and_takes_layered_packages(
     debian_sysroot: DebianSysroot, layer_repo: object, tmp_path: Path
 ) -> None:
@@ -44,19 +51,16 @@ def test_a_podman_derived_image_deploys_with_its_package_and_takes_layered_packa
     context = tmp_path / "context"
     build_deb(DebSpec("derived-hello", files={"usr/share/derived-hello/hello": "hello\n"}), context)
     (context / "Containerfile").write_text(CONTAINERFILE.format(base=base))
-    podman = ["podman", "--root", str(tmp_path / "storage"), "--runroot",
-              str(tmp_path / "run"), "--storage-driver", "overlay"]  # fmt: skip
+    # podman refuses a runroot path longer than 50 characters.
+    runroot = Path(tempfile.mkdtemp(prefix="podman-", dir="/tmp"))
+    podman = ["podman", "--root", str(tmp_path / "storage"), "--runroot", str(runroot),
+              "--storage-driver", "overlay"]  # fmt: skip
     try:
-        subprocess.run(
-            [*podman, "build", "--isolation", "chroot", "-t", "localhost/derived:1", context],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(
-            [*podman, "push", "localhost/derived:1", f"oci:{tmp_path}/derived:1"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        _run([*podman, "build", "--isolation", "chroot", "-t", "localhost/derived:1", context])
+        _run([*podman, "push", "localhost/derived:1", f"oci:{tmp_path}/derived:1"])
     finally:
         subprocess.run([*podman, "system", "reset", "--force"], capture_output=True)
+        shutil.rmtree(runroot, ignore_errors=True)
 
     ref = f"ostree-unverified-image:oci:{tmp_path}/derived:1"
     proc = apt_ostree(debian_sysroot.path, "rebase", ref)
