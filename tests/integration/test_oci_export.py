@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from apt_ostree.oci.layout import Descriptor, OciLayout
 from tests.fixtures.ocitrees import (
@@ -37,19 +40,44 @@ def encapsulate(repo: PackagedRepo, version: str, imgref: str, *args: str) -> st
     return proc.stdout.split("Pushed digest: ", 1)[1].strip()
 
 
-def manifest_of(layout_dir: Path, tag: str) -> dict[str, Any]:
+def manifest_of(layout_dir: Path, tag: str | None) -> dict[str, Any]:
     layout = OciLayout.open(layout_dir)
     result: dict[str, Any] = layout.read_json_blob(layout.manifest_descriptor(tag))
     return result
 
 
+@dataclass(frozen=True)
+class Image:
+    layout: Path  # tagged v1
+    digest: str
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return manifest_of(self.layout, "v1")
+
+    @property
+    def layers(self) -> list[Path]:
+        return layer_paths(self.layout, self.manifest)
+
+
+@pytest.fixture(scope="module")
+def image(packaged_repo: PackagedRepo, tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """Commit v1 as oci:DIR:v1 with a label, an image config and a command: the
+    tests that only read an image share it."""
+    work = tmp_path_factory.mktemp("oci-image")
+    (work / "config.json").write_text(json.dumps({"Env": ["LANG=C.UTF-8"], "User": "0"}))
+    digest = encapsulate(
+        packaged_repo, "1", f"oci:{work}/img:v1", "-l", "org.example.built-by=tests",
+        "--image-config", str(work / "config.json"), "--cmd", "/usr/bin/sh", "--cmd=-l",
+    )  # fmt: skip
+    return Image(work / "img", digest)
+
+
 def test_the_layers_unpack_to_a_repo_that_passes_fsck_and_holds_the_same_commit(
-    packaged_repo: PackagedRepo, tmp_path: Path
+    packaged_repo: PackagedRepo, image: Image, tmp_path: Path
 ) -> None:
     commit = packaged_repo.commits["1"]
-    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img:v1")
-    manifest = manifest_of(tmp_path / "img", "v1")
-    extract_layers(layer_paths(tmp_path / "img", manifest), tmp_path / "root")
+    extract_layers(image.layers, tmp_path / "root")
     repo = tmp_path / "root" / REPO_DIR
     assert "mode=bare-split-xattrs" in (repo / "config").read_text()
     fsck = ostree("fsck", f"--repo={repo}")
@@ -61,12 +89,11 @@ def test_the_layers_unpack_to_a_repo_that_passes_fsck_and_holds_the_same_commit(
 
 
 def test_layer_zero_holds_the_commit_and_the_tree_structure(
-    packaged_repo: PackagedRepo, tmp_path: Path
+    packaged_repo: PackagedRepo, image: Image
 ) -> None:
     commit = packaged_repo.commits["1"]
-    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img")
-    manifest = manifest_of(tmp_path / "img", None)  # type: ignore[arg-type]
-    with tarfile.open(layer_paths(tmp_path / "img", manifest)[0]) as tar:
+    manifest = image.manifest
+    with tarfile.open(image.layers[0]) as tar:
         names = tar.getnames()
     assert names[0] == "."  # "./" in the tar; Python strips the slash of directories
     assert f"{REPO_DIR}/objects/{commit[:2]}/{commit[2:]}.commit" in names
@@ -76,14 +103,10 @@ def test_layer_zero_holds_the_commit_and_the_tree_structure(
     assert "annotations" not in manifest["layers"][0]
 
 
-def test_checkout_paths_are_hardlinks_to_objects_with_their_xattrs_first(
-    packaged_repo: PackagedRepo, tmp_path: Path
-) -> None:
-    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img")
-    manifest = manifest_of(tmp_path / "img", None)  # type: ignore[arg-type]
+def test_checkout_paths_are_hardlinks_to_objects_with_their_xattrs_first(image: Image) -> None:
     members: dict[str, tarfile.TarInfo] = {}
     order: list[str] = []
-    for layer in layer_paths(tmp_path / "img", manifest):
+    for layer in image.layers:
         with tarfile.open(layer) as tar:
             for member in tar:
                 members[member.name] = member
@@ -103,19 +126,18 @@ def test_checkout_paths_are_hardlinks_to_objects_with_their_xattrs_first(
 
 
 def test_layers_are_split_by_package_and_labelled(
-    packaged_repo: PackagedRepo, tmp_path: Path
+    packaged_repo: PackagedRepo, image: Image
 ) -> None:
     commit = packaged_repo.commits["1"]
-    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img")
-    layout = OciLayout.open(tmp_path / "img")
-    manifest = manifest_of(tmp_path / "img", None)  # type: ignore[arg-type]
+    layout = OciLayout.open(image.layout)
+    manifest = image.manifest
     components = [layer["annotations"]["ostree.components"] for layer in manifest["layers"][1:]]
     assert sorted(components) == [
-        "apt-ostree-initramfs", "apt-ostree-unpackaged-content", "dash",
+        "apt-ostree-dpkg-status", "apt-ostree-initramfs", "apt-ostree-unpackaged-content", "dash",
         "pkg-a", "pkg-b", "pkg-big", "pkg-c", "pkg-d",
     ]  # fmt: skip
     # pkg-c and pkg-d ship the same content: one object, both paths in pkg-c's layer.
-    pkg_c = layer_paths(tmp_path / "img", manifest)[1 + components.index("pkg-c")]
+    pkg_c = image.layers[1 + components.index("pkg-c")]
     with tarfile.open(pkg_c) as tar:
         assert {"usr/lib/pkg-c/same-as-pkg-d", "usr/lib/pkg-d/same-as-pkg-c"} <= set(tar.getnames())
     config = layout.read_json_blob(Descriptor.from_json(manifest["config"]))
@@ -127,20 +149,38 @@ def test_layers_are_split_by_package_and_labelled(
     assert labels["ostree.linux"] == KVER
     assert labels["org.opencontainers.image.version"] == "1.0"
     assert config["architecture"] == "amd64" and config["os"] == "linux"
+    assert labels["org.example.built-by"] == "tests"
+    assert config["config"]["Env"] == ["LANG=C.UTF-8"]
+    assert config["config"]["Cmd"] == ["/usr/bin/sh", "-l"]
 
 
 def test_max_layers_lumps_small_packages_and_keeps_big_ones_alone(
     packaged_repo: PackagedRepo, tmp_path: Path
 ) -> None:
     encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img", "--max-layers", "5")
-    manifest = manifest_of(tmp_path / "img", None)  # type: ignore[arg-type]
+    manifest = manifest_of(tmp_path / "img", None)
     groups = [
         layer["annotations"]["ostree.components"].split(",") for layer in manifest["layers"][1:]
     ]
     assert len(manifest["layers"]) == 5
     assert ["pkg-big"] in groups
     names = [name for group in groups for name in group]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
+
+
+def test_format_version_2_writes_the_parent_directories_in_each_layer(
+    packaged_repo: PackagedRepo, tmp_path: Path
+) -> None:
+    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img", "--format-version", "2")
+    manifest = manifest_of(tmp_path / "img", None)
+    components = [layer["annotations"]["ostree.components"] for layer in manifest["layers"][1:]]
+    pkg_b = layer_paths(tmp_path / "img", manifest)[1 + components.index("pkg-b")]
+    with tarfile.open(pkg_b) as tar:
+        members = {m.name: m for m in tar}
+        names = list(members)
+    for directory in ("usr", "usr/lib", "usr/lib/pkg-b", "etc"):
+        assert members[directory].isdir()
+    assert names.index("usr/lib/pkg-b") < names.index("usr/lib/pkg-b/data")
 
 
 def test_the_same_commit_gives_the_same_digest_and_bytes(
@@ -173,22 +213,21 @@ def test_an_update_with_the_previous_build_changes_only_the_changed_packages_lay
     old, new = layers("v1"), layers("v2")
     assert old.keys() == new.keys()
     changed = {name for name in old if old[name] != new[name]}
-    # pkg-b itself, the dpkg database (unpackaged) and layer 0 (the commit).
-    assert changed == {"<layer 0>", "pkg-b", "apt-ostree-unpackaged-content"}
+    # pkg-b itself, dpkg's status and layer 0 (the commit).
+    assert changed == {"<layer 0>", "pkg-b", "apt-ostree-dpkg-status"}
 
 
 def test_skopeo_copies_the_image_to_a_registry_and_reads_its_labels(
-    packaged_repo: PackagedRepo, registry: Registry, tmp_path: Path
+    packaged_repo: PackagedRepo, registry: Registry, image: Image
 ) -> None:
-    digest = encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img:v1")
     dest = registry.ref("apt-ostree/copied:v1")
     subprocess.run(
-        [*registry.skopeo, "copy", "--quiet", f"oci:{tmp_path}/img:v1", dest], check=True
+        [*registry.skopeo, "copy", "--quiet", f"oci:{image.layout}:v1", dest], check=True
     )
     inspect = json.loads(
         subprocess.run([*registry.skopeo, "inspect", dest], capture_output=True, check=True).stdout
     )
-    assert inspect["Digest"] == digest
+    assert inspect["Digest"] == image.digest
     assert inspect["Labels"]["ostree.commit"] == packaged_repo.commits["1"]
     assert inspect["Labels"]["containers.bootc"] == "1"
     assert inspect["Labels"]["ostree.final-diffid"].startswith("sha256:")
@@ -205,14 +244,17 @@ def test_encapsulate_pushes_straight_to_a_registry_with_the_same_digest(
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     assert json.loads(raw)["annotations"]["ostree.commit"] == packaged_repo.commits["1"]
+    # The previous build read back from the registry: its split kept, the same image.
+    again = encapsulate(
+        packaged_repo, "1", f"oci:{tmp_path}/again", "--previous-build-manifest",
+        registry.ref("apt-ostree/pushed:v1"),
+    )  # fmt: skip
+    assert again == local
 
 
-def test_umoci_unpacks_the_image_with_etc_at_the_top(
-    packaged_repo: PackagedRepo, tmp_path: Path
-) -> None:
-    encapsulate(packaged_repo, "1", f"oci:{tmp_path}/img:v1")
+def test_umoci_unpacks_the_image_with_etc_at_the_top(image: Image, tmp_path: Path) -> None:
     subprocess.run(
-        ["umoci", "unpack", "--image", f"{tmp_path}/img:v1", tmp_path / "bundle"],
+        ["umoci", "unpack", "--image", f"{image.layout}:v1", tmp_path / "bundle"],
         check=True, capture_output=True,
     )  # fmt: skip
     rootfs = tmp_path / "bundle/rootfs"
@@ -245,3 +287,13 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(
     assert proc.returncode == 1 and "no/such/ref" in proc.stderr
     assert not (tmp_path / "new").exists()
     assert list((tmp_path / "notalayout").iterdir()) == [tmp_path / "notalayout/file"]
+
+
+def test_compose_image_needs_initialize_to_create_its_output(tmp_path: Path) -> None:
+    treefile = tmp_path / "tree.yaml"
+    treefile.write_text("ref: test/oci/image\nsuite: bookworm\npackages: [systemd]\n")
+    output = tmp_path / "image.ociarchive"
+    proc = apt_ostree(None, "compose", "image", treefile, output, "--cachedir", tmp_path / "c")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {output} does not exist: pass --initialize to create it"
+    assert not output.exists() and not (tmp_path / "c").exists()

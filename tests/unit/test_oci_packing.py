@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apt_ostree.compose.chunking import Component, dpkg_path_in_commit, pack
+from apt_ostree.compose.chunking import DPKG_STATUS, Component, dpkg_path_in_commit, pack
 from apt_ostree.oci.imgref import parse_image_reference
 from apt_ostree.oci.layout import OciError
 
@@ -33,6 +33,14 @@ def test_many_components_fit_the_budget_with_the_largest_alone() -> None:
     packed = [n for g in groups for n in g]
     assert sorted(packed) == sorted(sizes)  # each exactly once
     assert all(groups)
+
+
+def test_dpkg_status_keeps_a_layer_of_its_own_however_small() -> None:
+    sizes = {f"small-{i:02}": 100 for i in range(20)}
+    sizes.update({DPKG_STATUS: 1, "big": 1_000_000})
+    groups = names(pack(components(sizes), 5))
+    assert len(groups) == 5
+    assert [DPKG_STATUS] in groups and ["big"] in groups
 
 
 def test_packing_is_the_same_for_the_same_input_in_any_order() -> None:

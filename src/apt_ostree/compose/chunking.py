@@ -2,8 +2,9 @@
 
 Ownership comes from the dpkg database in the commit (`info/*.list`); the
 paths there are as dpkg installed them (`/bin/x`, `/etc/x`, `/boot/vmlinuz-K`)
-and are mapped to where the commit holds them. Content no package owns is one
-component of its own, the initramfs another.
+and are mapped to where the commit holds them. dpkg's `info/NAME.*` files go
+with their package. Content no package owns is one component of its own;
+the initramfs and dpkg's status are two more.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from apt_ostree.oci.ostreetar import CommitReader, CommitWalk
 
 UNPACKAGED = "apt-ostree-unpackaged-content"
 INITRAMFS = "apt-ostree-initramfs"
+# dpkg's status changes with every package update: alone, it keeps the
+# unpackaged layer (debconf cache, generated files) stable.
+DPKG_STATUS = "apt-ostree-dpkg-status"
+DPKG_STATUS_FILES = ("status", "status-old", "available")
 # The kernel files that compose moves out of /boot (compose/postprocess.py).
 BOOT_MOVES = {"vmlinuz-": "vmlinuz", "config-": "config", "System.map-": "System.map"}
 
@@ -72,6 +77,17 @@ def package_components(reader: CommitReader, walk: CommitWalk) -> list[Component
             owned = by_path.get(dpkg_path_in_commit(line, toplevel_links))
             if owned is not None:
                 owner.setdefault(owned, package)
+    # dpkg's own files about a package (info/NAME[:ARCH].list, .md5sums, scripts)
+    # travel with it: an update of one package changes only its layer there.
+    for path, checksum in by_path.items():
+        name = path[len(prefix) :] if path.startswith(prefix) else ""
+        # NAME may hold dots (libperl5.36:amd64.list); the extension never does.
+        package = name.rpartition(".")[0].partition(":")[0] if "/" not in name else ""
+        if package in lists:
+            owner.setdefault(checksum, package)
+    for name in DPKG_STATUS_FILES:
+        if f"{DPKG_DB}/{name}" in by_path:
+            owner.setdefault(by_path[f"{DPKG_DB}/{name}"], DPKG_STATUS)
     for checksum, paths in walk.objects.items():
         if checksum not in owner:
             initramfs = any(
@@ -99,8 +115,11 @@ def fresh_packing(components: Sequence[Component], bins: int) -> list[list[Compo
     ordered = _by_size(components)
     if len(ordered) <= bins:
         return [[c] for c in ordered]
-    alone = ordered[: bins // 2]
-    rest = sorted(ordered[bins // 2 :], key=lambda c: c.name)
+    # dpkg's status changes with any package: lumped, it would drag its
+    # neighbours into every update.
+    alone = [c for c in ordered if c.name == DPKG_STATUS][: max(0, bins - 1)]
+    alone += [c for c in ordered if c not in alone][: bins // 2]
+    rest = sorted((c for c in ordered if c not in alone), key=lambda c: c.name)
     lumps = bins - len(alone)
     total = sum(c.size for c in rest)
     groups: list[list[Component]] = []

@@ -150,7 +150,15 @@ def _layer_name(group: list[Component]) -> str:
 def _target_layout(dest: ImageReference) -> Iterator[OciLayout]:
     """The layout to write: the destination itself for oci:, else a temporary one."""
     if dest.transport == "oci":
-        yield OciLayout.create(dest.path)
+        created = not dest.path.exists()
+        try:
+            yield OciLayout.create(dest.path)
+        except BaseException:
+            # A new directory goes again; an existing layout keeps its images
+            # (blobs written for this one are unreferenced, as after a crash).
+            if created:
+                shutil.rmtree(dest.path, ignore_errors=True)
+            raise
         return
     tmp = Path(tempfile.mkdtemp(prefix="apt-ostree-oci-", dir="/var/tmp"))
     try:

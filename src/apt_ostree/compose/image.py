@@ -16,6 +16,7 @@ from apt_ostree.compose.tree import DEFAULT_CACHEDIR, ComposeOptions, compose_tr
 from apt_ostree.compose.treefile import load_treefile
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.oci import OSTREE_COMMIT_LABEL
+from apt_ostree.oci.imgref import parse_image_reference
 from apt_ostree.oci.layout import OciError
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import Reporter
@@ -46,10 +47,10 @@ class ImageResult:
 
 def _previous_manifest(imgref: str, req: ImageRequest) -> Any | None:
     """OUTPUT's manifest, None when OUTPUT does not exist yet."""
-    path = Path(req.output)
-    if req.format == "oci" and not (path / "index.json").exists():
+    ref = parse_image_reference(imgref)
+    if ref.transport == "oci" and not (ref.path / "index.json").exists():
         return None
-    if req.format == "ociarchive" and not path.exists():
+    if ref.transport == "oci-archive" and not ref.path.exists():
         return None
     try:
         return read_manifest(imgref, req.authfile)

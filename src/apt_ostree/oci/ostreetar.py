@@ -218,7 +218,10 @@ class LayerTar:
         info.uname = info.gname = ""
         self.tar.addfile(info, content)
 
-    def directory(self, path: str, meta: DirMeta | None = None) -> None:
+    def directory(self, path: str, meta: DirMeta | None = None, commit_path: str = "") -> None:
+        """A directory entry; `commit_path` records a directory of the tree as written."""
+        if commit_path:
+            self._written_dirs.add(commit_path)
         info = tarfile.TarInfo(path)
         info.type = tarfile.DIRTYPE
         info.mode = stat.S_IMODE(meta.mode) if meta else 0o755
@@ -307,8 +310,7 @@ def write_commit_layer(
         # /sysroot is the repo's own top directory in the layer: written above.
         if path == "sysroot" or path.startswith("sysroot/"):
             continue
-        layer.directory(f"./{tar_path(path)}", reader.dirmeta(dirmeta))
-        layer._written_dirs.add(path)
+        layer.directory(f"./{tar_path(path)}", reader.dirmeta(dirmeta), commit_path=path)
         has_var_tmp = has_var_tmp or path == "var/tmp"
     if not has_var_tmp:
         # Containers run without systemd-tmpfiles: give them a /var/tmp.
