@@ -15,7 +15,7 @@ APT_PACKAGES := \
 	python3-dasbus python3-pytest python3-seccomp ostree mmdebstrap dracut-core bubblewrap \
 	gnupg dpkg-dev apt-utils e2fsprogs xfsprogs \
 	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
-	python3-pexpect dbus polkitd skopeo umoci docker-registry \
+	python3-pexpect dbus polkitd skopeo umoci docker-registry podman \
 	cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
 # What `make deb` needs besides APT_PACKAGES.
 DEB_BUILD_PACKAGES := build-essential debhelper dh-python pybuild-plugin-pyproject python3-all lintian

@@ -65,7 +65,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("rebase", help="switch to another ref (and remote)")
-    p.add_argument("refspec", metavar="REFSPEC", nargs="?", help="REMOTE:REF, or REF")
+    p.add_argument(
+        "refspec", metavar="REFSPEC", nargs="?",
+        help="REMOTE:REF, REF, or a container image reference (ostree-unverified-registry:IMAGE,"
+        " ostree-unverified-image:oci:/PATH[:TAG], ...)",
+    )  # fmt: skip
     p.add_argument("revision", metavar="REVISION", nargs="?", help="a commit of the new ref")
     add_stateroot(p)
     p.add_argument("-b", "--branch", metavar="REF", help="rebase to this ref of the same remote")

@@ -30,12 +30,20 @@ def installed_packages(root: Path) -> list[PackageInfo]:
             break
         else:
             return []
+    with status_file:
+        return packages_from_status(status_file.read().decode("utf-8", "replace"))
+
+
+def packages_from_status(text: str) -> list[PackageInfo]:
+    """Every installed package of a dpkg status file's content, sorted."""
     packages = []
-    with status_file, apt_pkg.TagFile(status_file) as tags:
-        for section in tags:
-            status = section.get("Status", "").split()
-            if len(status) == 3 and status[2] == "installed":
-                packages.append(
-                    PackageInfo(section["Package"], section["Version"], section["Architecture"])
-                )
+    for stanza in text.split("\n\n"):
+        if not stanza.strip():
+            continue
+        section = apt_pkg.TagSection(stanza.strip("\n") + "\n")
+        status = section.get("Status", "").split()
+        if len(status) == 3 and status[2] == "installed":
+            packages.append(
+                PackageInfo(section["Package"], section["Version"], section["Architecture"])
+            )
     return sorted(packages)

@@ -18,7 +18,7 @@ from apt_ostree.oci.layout import OciError
 from apt_ostree.run import run
 
 
-def _skopeo() -> list[str]:
+def skopeo_command() -> list[str]:
     """skopeo with the registries.conf that CONTAINERS_REGISTRIES_CONF names: skopeo 1.9
     takes it only as a flag."""
     conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
@@ -35,7 +35,7 @@ def copy(src: ImageReference, dest: ImageReference, *, authfile: Path | None = N
         digestfile = Path(tmp) / "digest"
         try:
             run(
-                [*_skopeo(), "copy", "--quiet", "--preserve-digests",
+                [*skopeo_command(), "copy", "--quiet", "--preserve-digests",
                  *_auth(authfile, "--dest-authfile"), "--digestfile", digestfile,
                  str(src), str(dest)],
                 what=f"skopeo copy to {dest}",
@@ -48,7 +48,9 @@ def copy(src: ImageReference, dest: ImageReference, *, authfile: Path | None = N
 def inspect_raw(ref: ImageReference, *, authfile: Path | None = None) -> Any:
     """The image's manifest as JSON."""
     try:
-        proc = run([*_skopeo(), "inspect", "--raw", *_auth(authfile, "--authfile"), str(ref)])
+        proc = run(
+            [*skopeo_command(), "inspect", "--raw", *_auth(authfile, "--authfile"), str(ref)]
+        )
     except CommandError as e:
         raise OciError(f"cannot read the image {ref}: {_last_line(e.output)}") from e
     try:

@@ -118,8 +118,21 @@ def prune_local_debs(sysroot: Sysroot) -> tuple[int, int]:
 
 
 def prune(sysroot: Sysroot) -> tuple[int, int]:
-    """`Sysroot.cleanup()`, step by step: return (objects pruned, bytes freed)."""
+    """`Sysroot.cleanup()`, step by step: return (objects pruned, bytes freed).
+    Container image refs that no deployment follows go first."""
+    from apt_ostree.system.image import prune_image_refs
+    from apt_ostree.system.origin import Origin, OriginError
+
+    images = []
+    for d in sysroot.deployments():
+        try:
+            image = Origin.from_dict(d.origin).image
+        except OriginError:
+            continue
+        if image is not None:
+            images.append(image)
     try:
+        prune_image_refs(sysroot.repo, images)
         with stdout_to_stderr():
             sysroot.ostree.prepare_cleanup(None)
         _, _total, pruned, freed = sysroot.repo.prune(OSTree.RepoPruneFlags.REFS_ONLY, 0, None)

@@ -3,6 +3,7 @@
 [origin]
 refspec=remote:ref            (baserefspec= when packages are layered)
 custom-url=URL                (rebase --custom-origin-url, with custom-description=)
+container-image-reference=ostree-unverified-registry:IMAGE   (instead, for an image)
 [packages]
 requested=a;b;
 [overrides]
@@ -16,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from apt_ostree.errors import AptOstreeError
+from apt_ostree.oci.ostreeref import ImageReference, is_image_reference, parse_image_reference
+
+IMAGE_KEY = "container-image-reference"
 
 
 class OriginError(AptOstreeError):
@@ -51,7 +55,14 @@ class Origin:
     extra: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
+    def image(self) -> ImageReference | None:
+        """The container image this deployment follows, or None for a ref."""
+        return parse_image_reference(self.refspec) if is_image_reference(self.refspec) else None
+
+    @property
     def remote(self) -> str | None:
+        if is_image_reference(self.refspec):
+            return None
         return parse_refspec(self.refspec)[0]
 
     @property
@@ -68,7 +79,7 @@ class Origin:
     @classmethod
     def from_dict(cls, sections: dict[str, dict[str, str]]) -> Origin:
         o = sections.get("origin", {})
-        refspec = o.get("baserefspec") or o.get("refspec")
+        refspec = o.get(IMAGE_KEY) or o.get("baserefspec") or o.get("refspec")
         if not refspec:
             raise OriginError("the deployment's origin has no refspec")
         packages = sections.get("packages", {})
@@ -76,6 +87,7 @@ class Origin:
         known = {
             ("origin", "refspec"), ("origin", "baserefspec"), ("origin", "override-commit"),
             ("origin", "custom-url"), ("origin", "custom-description"),
+            ("origin", IMAGE_KEY),
             ("packages", "requested"), ("packages", "requested-local"),
             ("overrides", "remove"), ("overrides", "replace-local"),
         }  # fmt: skip
@@ -100,6 +112,8 @@ class Origin:
     def to_dict(self) -> dict[str, dict[str, str]]:
         sections: dict[str, dict[str, str]] = {}
         key = "baserefspec" if self.layered else "refspec"
+        if is_image_reference(self.refspec):
+            key = IMAGE_KEY
         sections["origin"] = {key: self.refspec}
         if self.override_commit:
             sections["origin"]["override-commit"] = self.override_commit

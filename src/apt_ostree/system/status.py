@@ -117,19 +117,31 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         "regenerate-initramfs": False,
         "initramfs-args": [],
         "gpg-enabled": _gpg_enabled(sysroot, origin),
+        **_image_keys(origin, base_meta),
     }
+
     # Keys rpm-ostree leaves out when they do not apply.
     if base:
         status["layered-commit-meta"] = commit_meta_json(meta)
         if base_meta.get("version"):
             status["base-version"] = str(base_meta["version"])
-    if origin is not None:
+    if origin is not None and origin.image is None:
         status.update(_pending_base(sysroot, origin, base or d.checksum))
         if origin.custom_origin:
             status["custom-origin"] = list(origin.custom_origin)
         if status["gpg-enabled"] and origin.remote is not None:
             status["signatures"] = _signatures(sysroot, origin.remote, base or d.checksum)
     return status
+
+
+def _image_keys(origin: Origin | None, base_meta: dict[str, Any]) -> dict[str, Any]:
+    """rpm-ostree's keys of a deployment that follows a container image."""
+    if origin is None or origin.image is None:
+        return {}
+    return {
+        "container-image-reference": origin.refspec,
+        "container-image-reference-digest": base_meta.get("ostree.manifest-digest"),
+    }
 
 
 def _pending_base(sysroot: Sysroot, origin: Origin, base: str) -> dict[str, Any]:
@@ -177,6 +189,8 @@ def cached_update(sysroot: Sysroot, infos: list[DeploymentInfo]) -> dict[str, An
         origin = Origin.from_dict(reference.origin)
     except OriginError:
         return None
+    if origin.image is not None:
+        return None  # `upgrade --check` of an image fetches only its manifest: nothing cached
     tip = ostree_repo.resolve_ref(sysroot.repo, origin.refspec)
     meta, _, _ = _commit_meta(sysroot, reference.checksum)
     base = str(meta.get(BASE_KEY) or reference.checksum)

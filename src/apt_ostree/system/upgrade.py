@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from apt_ostree.errors import AptOstreeError
+from apt_ostree.oci.ostreeref import is_image_reference, parse_image_reference
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
@@ -212,6 +213,11 @@ def _pull_tip(
     timestamp_from: str | None = None,
     fetch: Fetch = NETWORK,
 ) -> tuple[CommitInfo, PullResult]:
+    if origin.image is not None:
+        from apt_ostree.system.image import pull_image
+
+        commit, _info, image_pulled = pull_image(sysroot.repo, origin.image, reporter)
+        return commit, image_pulled
     pulled = PullResult()
     if origin.remote is not None and not fetch.cache_only:
         what = "commit metadata of " if commit_only else ""
@@ -236,6 +242,8 @@ def check_update(
 ) -> Outcome:
     """Is there a newer commit on the origin's ref? Only commit objects are fetched."""
     current = current_state(sysroot, osname)
+    if current.origin.image is not None:
+        return _check_image_update(osname, current, reporter)
     timestamp_from = None if allow_downgrade else current.base.checksum
     new, pulled = _pull_tip(
         sysroot, current.origin, reporter, commit_only=True, timestamp_from=timestamp_from
@@ -246,6 +254,27 @@ def check_update(
         _check_not_older(current.base, new)
     diff = diff_commit_infos(current.base, new)
     return Outcome(True, osname, current.origin.refspec, current.base, new, diff, pulled)
+
+
+def _check_image_update(osname: str, current: Current, reporter: Reporter) -> Outcome:
+    """Compare the image's manifest digest with the deployed one; no layer is fetched."""
+    from apt_ostree.system.image import image_created, inspect_image, manifest_digest
+
+    assert current.origin.image is not None
+    reporter.task_begin(f"Fetching the manifest of {current.origin.image}")
+    info = inspect_image(current.origin.image)
+    reporter.task_end(info.digest)
+    if info.digest == manifest_digest(current.base):
+        return _unchanged(osname, current, PullResult())
+    metadata: dict[str, object] = {"ostree.manifest-digest": info.digest}
+    if info.version:
+        metadata["version"] = info.version
+    commit = info.labels.get("ostree.commit") or info.digest
+    new = CommitInfo(commit, None, "", image_created(info), metadata)
+    # The package list is in the layers, which a check does not fetch: no diff.
+    return Outcome(
+        True, osname, current.origin.refspec, current.base, new, PackageDiff(), PullResult()
+    )
 
 
 def upgrade(
@@ -271,7 +300,8 @@ def upgrade(
         # No new base: the package change alone, on the deployed base.
         origin = dataclasses.replace(requested, override_commit=current.origin.override_commit)
         return _deploy(sysroot, osname, current, current.base, origin, pulled, reporter, fetch)
-    if not allow_downgrade:
+    # An image's tag is what its publisher says it is: no timestamp comparison.
+    if not allow_downgrade and current.origin.image is None:
         _check_not_older(current.base, new)
     origin = dataclasses.replace(requested, override_commit=None)
     return _deploy(sysroot, osname, current, new, origin, pulled, reporter, fetch)
@@ -415,6 +445,11 @@ def deploy_revision(
     `override-commit` until the next `upgrade`. `change` (--install/--uninstall)
     is applied in the same transaction."""
     current = current_state(sysroot, osname)
+    if current.origin.image is not None:
+        raise RevisionError(
+            f"deploy REVISION needs an ostree ref; {current.origin.refspec} is an image:"
+            " rebase to another tag or @sha256: digest instead"
+        )
     requested = _changed_request(sysroot, current.origin, change)
     refspec = current.origin.refspec
     checksum, history = resolve_revision(
@@ -450,6 +485,12 @@ def rebase_target(
         raise AptOstreeError("give either REFSPEC or --branch, not both")
     if refspec is None and branch is None and remote is None:
         raise AptOstreeError("rebase needs a REFSPEC, --branch or --remote")
+    if refspec is not None and is_image_reference(refspec):
+        if remote is not None:
+            raise AptOstreeError("--remote does not apply to an image reference")
+        return str(parse_image_reference(refspec))
+    if origin.image is not None and refspec is None:
+        raise AptOstreeError(f"{origin.refspec} is an image: give the REFSPEC to rebase to")
     new_remote, new_ref = origin.remote, origin.ref
     if refspec is not None:
         parsed_remote, new_ref = parse_refspec(refspec)
@@ -486,7 +527,9 @@ def rebase(
     requested = _changed_request(sysroot, old, change)
     if refspec == old.refspec and revision is None:
         raise AptOstreeError(f"old and new refs are equal: {refspec}")
-    remote = parse_refspec(refspec)[0]
+    if is_image_reference(refspec) and revision is not None:
+        raise RevisionError("a rebase to an image takes no REVISION: name a tag or @sha256: digest")
+    remote = None if is_image_reference(refspec) else parse_refspec(refspec)[0]
     if remote is not None:
         remote_url(sysroot.repo, remote)  # a one-line error for an unknown remote
     target = dataclasses.replace(
