@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from apt_ostree.debian.resolve import PackageInfo
+from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.errors import CommandError, SourceError
 from apt_ostree.reporter import Reporter
 from apt_ostree.run import run

@@ -28,7 +28,8 @@ from apt_ostree.debian.localrepo import (
     make_local_repository,
     read_debs,
 )
-from apt_ostree.debian.resolve import PackageInfo, resolve_tree
+from apt_ostree.debian.packages import PackageInfo
+from apt_ostree.debian.resolve import resolve_tree
 from apt_ostree.debian.sources import host_sources, write_sources_file
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
