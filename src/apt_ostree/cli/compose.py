@@ -34,6 +34,18 @@ def register(sub: Any) -> None:
     tree.add_argument(
         "--unchanged-exit-77", action="store_true", help="exit 77 when nothing changed"
     )
+    tree.add_argument(
+        "--ex-write-lockfile-to", type=Path, metavar="FILE",
+        help="write the resolved package set (versions, .deb checksums) to a JSON lockfile",
+    )  # fmt: skip
+    tree.add_argument(
+        "--ex-lockfile", type=Path, action="append", default=[], metavar="FILE",
+        help="install the locked versions of the packages in FILE (repeatable, later wins)",
+    )  # fmt: skip
+    tree.add_argument(
+        "--ex-lockfile-strict", action="store_true",
+        help="install no package that the lockfiles do not name",
+    )  # fmt: skip
     tree.set_defaults(func=cmd_tree)
 
     post = csub.add_parser("postprocess", help="convert a Debian tree to the OSTree layout")
@@ -85,6 +97,9 @@ def cmd_tree(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         force_nocache=args.force_nocache,
         metadata=metadata,
+        lockfiles=args.ex_lockfile,
+        lockfile_strict=args.ex_lockfile_strict,
+        write_lockfile_to=args.ex_write_lockfile_to,
     )
     result = compose_tree(treefile, options, reporter)
     if args.dry_run:

@@ -21,6 +21,7 @@ from pathlib import Path
 from apt_ostree.compose.bootstrap import BootstrapRequest, bootstrap
 from apt_ostree.compose.commit import CommitRequest, CommitResult, commit_tree
 from apt_ostree.compose.customize import customize_tree
+from apt_ostree.compose.lockfile import load_lockfiles, lockfile_json, write_lockfile
 from apt_ostree.compose.postprocess import PostprocessOptions, postprocess_tree
 from apt_ostree.compose.treefile import Treefile
 from apt_ostree.debian.localrepo import (
@@ -29,9 +30,9 @@ from apt_ostree.debian.localrepo import (
     read_debs,
 )
 from apt_ostree.debian.packages import PackageInfo
-from apt_ostree.debian.resolve import resolve_tree
+from apt_ostree.debian.resolve import index_digests, resolve_tree
 from apt_ostree.debian.sources import host_sources, write_sources_file
-from apt_ostree.errors import AptOstreeError, RepoError
+from apt_ostree.errors import AptOstreeError, LockfileError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import Reporter
 
@@ -50,6 +51,10 @@ class ComposeOptions:
     force_nocache: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     write_commitid_to: Path | None = None
+    # rpm-ostree's --ex-lockfile (in order), --ex-lockfile-strict, --ex-write-lockfile-to.
+    lockfiles: list[Path] = field(default_factory=list)
+    lockfile_strict: bool = False
+    write_lockfile_to: Path | None = None
 
 
 @dataclass
@@ -113,6 +118,9 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     stanzas = treefile.sources if treefile.sources is not None else host_sources()
     arch = treefile.architecture or host_architecture()
     suite = _suite_of(treefile, stanzas)
+    if options.lockfile_strict and not options.lockfiles:
+        raise LockfileError("--ex-lockfile-strict needs --ex-lockfile")
+    lock = load_lockfiles(options.lockfiles)
     requested = list(treefile.packages)
     local_debs = read_debs(treefile.local_packages, arch)
     if local_debs:
@@ -128,10 +136,15 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
         statedir=cachedir / "apt",
         exclude=treefile.exclude_packages,
         recommends=treefile.recommends,
+        locked=list(lock.packages.values()),
+        lock_strict=options.lockfile_strict,
         reporter=reporter,
     )
     check_local_versions(local_debs, packages)
     reporter.task_end(f"{len(packages)} packages")
+    if options.write_lockfile_to is not None:
+        digests = index_digests(stanzas, packages, arch=arch, statedir=cachedir / "apt")
+        write_lockfile(options.write_lockfile_to, lockfile_json(packages, digests))
     result = ComposeResult(packages)
     if options.dry_run:
         return result

@@ -5,7 +5,7 @@ libapt-pkg's configuration is process-global and is read from the host's
 (`python -m apt_ostree.debian.aptchild`) that points `APT_CONFIG` at a file in
 the caller's state directory (aptstate.py) before apt_pkg is initialised. The
 parent sends one JSON request on the child's stdin (its "op" says what to do:
-"tree", "layer", "search", "refresh" or "fetch"); the child answers with JSON
+"tree", "layer", "digests", "search", "refresh" or "fetch"); the child answers with JSON
 lines on its stdout: `{"progress": ...}` while fetching, then one answer or
 `{"error": ..., "message": ...}`. Anything on the child's stderr is a bug's
 traceback and is shown as such.
@@ -27,6 +27,7 @@ from apt_ostree.debian.indexes import drop_lists, fetch_indexes, update_lists
 from apt_ostree.debian.indexsearch import search_cache
 from apt_ostree.debian.layerdebs import local_repo
 from apt_ostree.debian.layersolver import resolve_layer_marked
+from apt_ostree.debian.lockpins import index_digests
 from apt_ostree.debian.treesolver import resolve_marked
 from apt_ostree.errors import ResolveError, SourceError
 
@@ -138,6 +139,9 @@ def _run_op(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
     if op == "search":
         update_lists(request["stanzas"], out, refresh=False)
         return {"results": search_cache(request["terms"], request["arch"])}
+    if op == "digests":
+        update_lists(request["stanzas"], out, refresh=False)
+        return index_digests(request)
     if op == "refresh":
         if request["force"]:
             drop_lists(statedir)

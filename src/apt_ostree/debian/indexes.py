@@ -8,13 +8,14 @@ Runs in the resolver child only: apt_pkg is imported there.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
-from apt_ostree.errors import SourceError
+from apt_ostree.errors import ResolveError, SourceError
 
 if TYPE_CHECKING:
     import apt_pkg
@@ -232,6 +233,28 @@ def update_lists(
             fetch_indexes([local.stanza], out)
 
 
+def newest_index_date() -> int | None:
+    """The newest `Date:` of the configured sources' cached Release files, in seconds."""
+    import apt_pkg
+
+    sources = apt_pkg.SourceList()
+    sources.read_main_list()
+    lists = Path(apt_pkg.config.find_dir("Dir::State::lists"))
+    dates = []
+    for meta in sources.list:
+        dist = meta.dist if meta.dist.endswith("/") else f"dists/{meta.dist}/"
+        for name in _RELEASE_FILES:
+            path = lists / apt_pkg.uri_to_filename(meta.uri + dist + name)
+            if not path.is_file():
+                continue
+            found = re.search(r"^Date: *(.+)$", path.read_text(errors="replace"), re.MULTILINE)
+            with contextlib.suppress(TypeError, ValueError):
+                if found:
+                    dates.append(int(email.utils.parsedate_to_datetime(found[1]).timestamp()))
+            break
+    return max(dates, default=None)
+
+
 def drop_lists(statedir: Path) -> None:
     lists = statedir / "state" / "lists"
     for path in lists.iterdir():
@@ -239,3 +262,38 @@ def drop_lists(statedir: Path) -> None:
             path.unlink()
     for path in (statedir / "cache").glob("*.bin"):
         path.unlink()
+
+
+def archive_location(
+    ver: apt_pkg.Version,
+    sources: apt_pkg.SourceList,
+    records: apt_pkg.PackageRecords,
+    local: LocalRepo | None = None,
+) -> tuple[str, str]:
+    """The download URI of `ver` and its sha256, from the (signed) index it is listed in."""
+    import apt_pkg
+
+    skip = apt_pkg.uri_to_filename(local.uri) if local else None
+    for pkgfile, offset in ver.file_list:
+        if skip and Path(pkgfile.filename).name.startswith(skip):
+            continue
+        index = sources.find_index(pkgfile)
+        if index is None:
+            # The dpkg status file.
+            continue
+        records.lookup((pkgfile, offset))
+        uri = index.archive_uri(records.filename)
+        try:
+            sha256 = records.hashes.find("SHA256").hashvalue
+        except (KeyError, AttributeError, apt_pkg.Error):
+            sha256 = ""
+        if not sha256:
+            raise ResolveError(
+                f'package "{ver.parent_pkg.name}" {ver.ver_str} has no SHA256 checksum '
+                f"in the index of {uri}"
+            )
+        return uri, sha256
+    raise ResolveError(
+        f'package "{ver.parent_pkg.name}" {ver.ver_str} is not available from the configured '
+        "sources"
+    )

@@ -23,6 +23,7 @@ from apt_ostree.debian.depends import (
     lookup_package,
 )
 from apt_ostree.debian.fetch import cache_name
+from apt_ostree.debian.indexes import archive_location
 from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.errors import ResolveError
 
@@ -334,41 +335,6 @@ def _local_version(
     raise AssertionError(f"{deb.path} is missing from its local index")
 
 
-def _archive(
-    ver: apt_pkg.Version,
-    sources: apt_pkg.SourceList,
-    records: apt_pkg.PackageRecords,
-    local: LocalRepo | None,
-) -> tuple[str, str]:
-    """The download URI of `ver` and its sha256, from the (signed) index it is listed in."""
-    import apt_pkg
-
-    skip = apt_pkg.uri_to_filename(local.uri) if local else None
-    for pkgfile, offset in ver.file_list:
-        if skip and Path(pkgfile.filename).name.startswith(skip):
-            continue
-        index = sources.find_index(pkgfile)
-        if index is None:
-            # The dpkg status file.
-            continue
-        records.lookup((pkgfile, offset))
-        uri = index.archive_uri(records.filename)
-        try:
-            sha256 = records.hashes.find("SHA256").hashvalue
-        except (KeyError, AttributeError, apt_pkg.Error):
-            sha256 = ""
-        if not sha256:
-            raise ResolveError(
-                f'package "{ver.parent_pkg.name}" {ver.ver_str} has no SHA256 checksum '
-                f"in the index of {uri}"
-            )
-        return uri, sha256
-    raise ResolveError(
-        f'package "{ver.parent_pkg.name}" {ver.ver_str} is not available from the configured '
-        "sources"
-    )
-
-
 def _mark_layer(layer: _Layer) -> None:
     import apt_pkg
 
@@ -562,7 +528,7 @@ def resolve_layer_marked(request: dict[str, Any], local: LocalRepo | None) -> di
                 "local_path": deb.path,
             }
         else:
-            uri, sha256 = _archive(ver, sources, records, local)
+            uri, sha256 = archive_location(ver, sources, records, local)
             entry |= {"uri": uri, "size": ver.size, "sha256": sha256, "local_path": None}
         install.append(entry)
     remove = sorted(

@@ -79,3 +79,34 @@ class LayerPlan:
             download_size=int(data["download_size"]),
             statedir=str(data["statedir"]),
         )
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """A package pinned by a lockfile: this version (and architecture, and .deb) or nothing.
+
+    `arch` and `sha256` are None when the lockfile leaves them open; a written
+    lockfile always has both.
+    """
+
+    name: str
+    version: str
+    arch: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        arch = f" ({self.arch})" if self.arch else ""
+        return f'"{self.name}" {self.version}{arch}'
+
+
+@dataclass(frozen=True)
+class IndexDigests:
+    """What the signed indexes say of a resolved package set, for a lockfile.
+
+    `sha256` is each package's .deb checksum by package name; `index_date` the
+    newest `Date:` of the sources' Release files (seconds since the epoch), or
+    None when no Release file has one.
+    """
+
+    sha256: dict[str, str]
+    index_date: int | None

@@ -15,11 +15,17 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apt_ostree.debian.aptchild import ask_child
 from apt_ostree.debian.fetch import FetchError, cached_package
-from apt_ostree.debian.packages import LayerPlan, PackageInfo, PlannedPackage
+from apt_ostree.debian.packages import (
+    IndexDigests,
+    LayerPlan,
+    LockedPackage,
+    PackageInfo,
+    PlannedPackage,
+)
 from apt_ostree.errors import ResolveError
 
 if TYPE_CHECKING:
@@ -31,6 +37,20 @@ def _check_arch(arch: str) -> None:
         raise ResolveError(f'invalid architecture "{arch}"')
 
 
+def _request(
+    op: str, stanzas: Sequence[str], arch: str, statedir: Path, **fields: Any
+) -> dict[str, Any]:
+    """A request to the child for `op` against `stanzas`, with APT state in `statedir`."""
+    _check_arch(arch)
+    request = {
+        "op": op,
+        "stanzas": list(stanzas),
+        "arch": arch,
+        "statedir": str(Path(statedir).absolute()),
+    }
+    return request | fields
+
+
 def resolve_tree(
     stanzas: Sequence[str],
     packages: Sequence[str],
@@ -40,6 +60,8 @@ def resolve_tree(
     exclude: Sequence[str] = (),
     recommends: bool = True,
     essential: bool = True,
+    locked: Sequence[LockedPackage] = (),
+    lock_strict: bool = False,
     reporter: Reporter | None = None,
 ) -> list[PackageInfo]:
     """The sorted set of packages a fresh tree with `packages` installed would hold.
@@ -50,22 +72,46 @@ def resolve_tree(
     (deb822 source stanzas) alone. No package in `exclude` may be installed.
     `statedir` is a cache directory owned by the caller and kept between calls.
 
+    A `locked` package can only be installed in its locked version (see
+    lockpins.py); with `lock_strict`, no other package can be installed.
+
     Raises SourceError when an index cannot be fetched or verified and
     ResolveError when the request cannot be satisfied.
     """
-    _check_arch(arch)
-    request = {
-        "op": "tree",
-        "stanzas": list(stanzas),
-        "packages": list(packages),
-        "arch": arch,
-        "statedir": str(Path(statedir).absolute()),
-        "exclude": list(exclude),
-        "recommends": recommends,
-        "essential": essential,
-    }
+    request = _request(
+        "tree",
+        stanzas,
+        arch,
+        statedir,
+        packages=list(packages),
+        exclude=list(exclude),
+        recommends=recommends,
+        essential=essential,
+        locked=[dataclasses.asdict(lock) for lock in locked],
+        lock_strict=lock_strict,
+    )
     reply = ask_child(request, reporter)
     return [PackageInfo(*entry) for entry in reply["packages"]]
+
+
+def index_digests(
+    stanzas: Sequence[str],
+    packages: Sequence[PackageInfo],
+    *,
+    arch: str,
+    statedir: Path,
+    reporter: Reporter | None = None,
+) -> IndexDigests:
+    """The sha256 that the signed indexes of `stanzas` give each of `packages`' .debs.
+
+    Meant right after resolve_tree() with the same sources and `statedir`: the
+    cached index files are used.
+    """
+    request = _request(
+        "digests", stanzas, arch, statedir, packages=[[p.name, p.version, p.arch] for p in packages]
+    )
+    reply = ask_child(request, reporter)
+    return IndexDigests(sha256=dict(reply["sha256"]), index_date=reply["index_date"])
 
 
 def resolve_layer(
@@ -113,20 +159,20 @@ def resolve_layer(
     for deb in [*debs, *replacements]:
         if not deb.is_file():
             raise ResolveError(f"{deb}: no such file")
-    request = {
-        "op": "layer",
-        "stanzas": list(stanzas),
-        "arch": arch,
-        "statedir": str(Path(statedir).absolute()),
-        "status": str(status),
-        "install": list(install),
-        "remove": list(remove),
-        "local_debs": [str(deb) for deb in debs],
-        "replace_local": [str(deb) for deb in replacements],
-        "allow_inactive": allow_inactive,
-        "recommends": recommends,
-        "refresh": refresh,
-    }
+    request = _request(
+        "layer",
+        stanzas,
+        arch,
+        statedir,
+        status=str(status),
+        install=list(install),
+        remove=list(remove),
+        local_debs=[str(deb) for deb in debs],
+        replace_local=[str(deb) for deb in replacements],
+        allow_inactive=allow_inactive,
+        recommends=recommends,
+        refresh=refresh,
+    )
     plan = LayerPlan.from_json(ask_child(request, reporter)["plan"])
     plan.download_size = sum(
         pkg.size
@@ -195,13 +241,7 @@ def search_packages(
     _check_arch(arch)
     if not terms:
         raise ResolveError("search needs at least one term")
-    request = {
-        "op": "search",
-        "stanzas": list(stanzas),
-        "arch": arch,
-        "statedir": str(Path(statedir).absolute()),
-        "terms": list(terms),
-    }
+    request = _request("search", stanzas, arch, statedir, terms=list(terms))
     return [(name, ver, summary) for name, ver, summary in ask_child(request, reporter)["results"]]
 
 
@@ -214,12 +254,5 @@ def refresh_metadata(
     reporter: Reporter | None = None,
 ) -> None:
     """Bring the index files of `stanzas` up to date; `force` drops the cached ones first."""
-    _check_arch(arch)
-    request = {
-        "op": "refresh",
-        "stanzas": list(stanzas),
-        "arch": arch,
-        "statedir": str(Path(statedir).absolute()),
-        "force": force,
-    }
+    request = _request("refresh", stanzas, arch, statedir, force=force)
     ask_child(request, reporter)

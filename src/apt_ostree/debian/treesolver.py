@@ -6,6 +6,7 @@ Runs in the resolver child only (see aptchild.py): apt_pkg is imported there.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from apt_ostree.debian.depends import (
     describe_dep,
     lookup_package,
 )
+from apt_ostree.debian.lockpins import locked_from_request, pin_locked, strict_problems
 from apt_ostree.errors import ResolveError
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ class _Request:
     requested: list[apt_pkg.Package]
     essential: list[apt_pkg.Package]
     excluded: dict[str, apt_pkg.Package]
+    # Locked packages whose locked version is not available: never installed.
+    unavailable: dict[str, apt_pkg.Package] = dataclasses.field(default_factory=dict)
 
     def candidate(self, pkg: apt_pkg.Package) -> apt_pkg.Version | None:
         # A failed mark_install discards the DepCache's candidate; the policy
@@ -77,7 +81,7 @@ def _mark(req: _Request) -> None:
     with apt_pkg.ActionGroup(req.depcache):  # type: ignore[attr-defined]  # stubs lack __enter__
         # Protected before anything is marked: auto-install then chooses
         # other alternatives and never installs an excluded package.
-        for pkg in req.excluded.values():
+        for pkg in [*req.excluded.values(), *req.unavailable.values()]:
             resolver.protect(pkg)
         for pkg in [*req.essential, *req.requested]:
             req.depcache.mark_install(pkg, True, True)
@@ -190,21 +194,29 @@ def resolve_marked(request: dict[str, Any]) -> list[tuple[str, str, str]]:
     for name in request["exclude"]:
         with contextlib.suppress(KeyError):
             excluded[name] = cache[(name, arch)]
+    locked = locked_from_request(request)
+    # Pinned before the essential set is chosen: its candidates are the locked ones.
+    unavailable = pin_locked(cache, depcache, locked, arch)
     req = _Request(
         cache=cache,
         depcache=depcache,
         requested=[lookup_package(cache, name, arch) for name in request["packages"]],
         essential=_essential_packages(cache, depcache, arch) if request["essential"] else [],
         excluded=excluded,
+        unavailable={name: pkg for name, (pkg, _) in unavailable.items() if pkg is not None},
     )
     _mark(req)
-    if problems := _explain(req):
-        raise ResolveError("; ".join(problems))
+    problems = _explain(req)
+    if problems or any(req.depcache.marked_install(p) for p in req.unavailable.values()):
+        # A locked version that is gone is the cause of whatever broke.
+        raise ResolveError("; ".join([*(why for _, why in unavailable.values()), *problems]))
     installed = []
     for pkg in _needed(req, recommends=request["recommends"]):
         ver = req.candidate(pkg)
         assert ver is not None, pkg.name
         installed.append((pkg.name, ver.ver_str, ver.arch))
+    if request.get("lock_strict") and (problems := strict_problems(sorted(installed), locked)):
+        raise ResolveError("; ".join(problems))
     return sorted(installed)
 
 
