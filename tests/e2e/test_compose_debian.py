@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -174,6 +175,8 @@ def test_lockfile_compose_installs_the_locked_set_after_the_sources_gain_newer_v
     new = (DebSpec("lockfile-app", "2.0", depends="lockfile-lib (>= 2.0)"),
            DebSpec("lockfile-lib", "2.0"))  # fmt: skip
     extra = publish_repo(old, tmp_path / "extra", signing_key)
+    # copy:, not file:: mmdebstrap's dpkg runs in the tree, where file: paths do not exist.
+    extra = dataclasses.replace(extra, uri=f"copy:{extra.path}/")
     tf = tmp_path / "tf.json"
     tf.write_text(json.dumps({
         "ref": "test/x86_64/locked", "suite": "bookworm", "recommends": False,
