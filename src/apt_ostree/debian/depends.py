@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from apt_ostree.errors import ResolveError
@@ -54,3 +54,37 @@ def describe_dep(dep: apt_pkg.Dependency) -> str:
     if dep.target_ver:
         return f"{dep.target_pkg.name} ({dep.comp_type_deb} {dep.target_ver})"
     return dep.target_pkg.name
+
+
+def reachable(
+    roots: Iterable[apt_pkg.Package],
+    *,
+    recommends: bool,
+    keeps: Callable[[apt_pkg.Package], bool],
+    candidate: Callable[[apt_pkg.Package], apt_pkg.Version | None],
+    present: Callable[[apt_pkg.Version], bool],
+) -> dict[int, apt_pkg.Package]:
+    """The packages that `keeps` accepts and that `roots` reach through satisfied dependencies.
+
+    The problem resolver can leave behind the dependencies of an alternative it
+    gave up (linux-image's `initramfs-tools | linux-initramfs-tool` with dracut
+    requested leaves initramfs-tools-core); apt would autoremove them, so a
+    solver keeps only what this walk reaches. By package id.
+    """
+    kinds = (*DEPENDS, "Recommends") if recommends else DEPENDS
+    keep: dict[int, apt_pkg.Package] = {}
+    stack = list(roots)
+    while stack:
+        pkg = stack.pop()
+        if pkg.id in keep or not keeps(pkg):
+            continue
+        keep[pkg.id] = pkg
+        ver = candidate(pkg)
+        if ver is None:
+            continue
+        for kind in kinds:
+            for group in ver.depends_list.get(kind, []):
+                target = next((t for dep in group for t in dep.all_targets() if present(t)), None)
+                if target is not None:
+                    stack.append(target.parent_pkg)
+    return keep

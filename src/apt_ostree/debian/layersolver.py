@@ -21,6 +21,7 @@ from apt_ostree.debian.depends import (
     conflict_targets,
     describe_dep,
     lookup_package,
+    reachable,
 )
 from apt_ostree.debian.fetch import cache_name
 from apt_ostree.debian.indexes import archive_location
@@ -392,27 +393,16 @@ def _layer_problems(layer: _Layer) -> list[str]:
 
 
 def _layer_needed(layer: _Layer, *, recommends: bool) -> list[apt_pkg.Package]:
-    """The added packages reachable from the requested ones (see _needed), by name."""
-    kinds = (*DEPENDS, "Recommends") if recommends else DEPENDS
-    keep: dict[int, apt_pkg.Package] = {}
-    stack = list(layer.requested.values())
-    while stack:
-        pkg = stack.pop()
-        if pkg.id in keep or not layer.changes(pkg):
-            continue
-        if pkg.id in layer.base and pkg.id not in layer.replaced:
-            continue
-        keep[pkg.id] = pkg
-        ver = layer.candidate(pkg)
-        if ver is None:
-            continue
-        for kind in kinds:
-            for group in ver.depends_list.get(kind, []):
-                target = next(
-                    (t for dep in group for t in dep.all_targets() if layer.present(t)), None
-                )
-                if target is not None:
-                    stack.append(target.parent_pkg)
+    """The added packages reachable from the requested ones (see reachable), by name."""
+    keep = reachable(
+        layer.requested.values(),
+        recommends=recommends,
+        keeps=lambda pkg: (
+            layer.changes(pkg) and (pkg.id not in layer.base or pkg.id in layer.replaced)
+        ),
+        candidate=layer.candidate,
+        present=layer.present,
+    )
     return sorted(keep.values(), key=lambda pkg: (pkg.name, pkg.architecture))
 
 

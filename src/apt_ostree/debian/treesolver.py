@@ -17,6 +17,7 @@ from apt_ostree.debian.depends import (
     conflict_targets,
     describe_dep,
     lookup_package,
+    reachable,
 )
 from apt_ostree.debian.lockpins import locked_from_request, pin_locked, strict_problems
 from apt_ostree.errors import ResolveError
@@ -221,29 +222,12 @@ def resolve_marked(request: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def _needed(req: _Request, *, recommends: bool) -> list[apt_pkg.Package]:
-    """The marked packages reachable from the essential and requested ones.
-
-    The problem resolver can leave behind the dependencies of an alternative it
-    gave up (linux-image's `initramfs-tools | linux-initramfs-tool` with dracut
-    requested leaves initramfs-tools-core); apt would autoremove them, so they
-    are not part of the tree.
-    """
-    kinds = (*DEPENDS, "Recommends") if recommends else DEPENDS
-    keep: dict[int, apt_pkg.Package] = {}
-    stack = [*req.essential, *req.requested]
-    while stack:
-        pkg = stack.pop()
-        if pkg.id in keep or not req.depcache.marked_install(pkg):
-            continue
-        keep[pkg.id] = pkg
-        cand = req.candidate(pkg)
-        if cand is None:
-            continue
-        for kind in kinds:
-            for group in cand.depends_list.get(kind, []):
-                target = next(
-                    (t for dep in group for t in dep.all_targets() if req.installs(t)), None
-                )
-                if target is not None:
-                    stack.append(target.parent_pkg)
+    """The marked packages reachable from the essential and requested ones (see reachable)."""
+    keep = reachable(
+        [*req.essential, *req.requested],
+        recommends=recommends,
+        keeps=lambda pkg: bool(req.depcache.marked_install(pkg)),
+        candidate=req.candidate,
+        present=req.installs,
+    )
     return [pkg for pkg in req.marked() if pkg.id in keep]
