@@ -13,6 +13,10 @@ class TreefileError(AptOstreeError):
     """The treefile is invalid: the message names the file, the line and the key."""
 
 
+class LockfileError(AptOstreeError):
+    """A lockfile is unreadable or invalid: the message names the file and the key."""
+
+
 class ResolveError(AptOstreeError):
     """APT could not resolve the requested package set."""
 

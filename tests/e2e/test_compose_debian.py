@@ -7,6 +7,8 @@ examples/debian-12.yaml (bookworm) is composed and booted by test_boot.py.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from apt_ostree.debian.sources import host_sources
 from apt_ostree.ostree import repo as ostree_repo
+from tests.fixtures.aptrepo import DebSpec, SigningKey, publish_repo
+from tests.fixtures.debianbase import fixture_sources
 from tests.fixtures.sysroot import apt_ostree as run_cli
 
 pytestmark = pytest.mark.slow
@@ -169,3 +174,39 @@ def test_tree_without_kernel_is_committed_as_not_bootable(tmp_path: Path) -> Non
     assert meta["ostree.bootable"] is False and "ostree.linux" not in meta
     assert ostree(repo, "cat", csum, "/usr/etc/hello.conf") == "hello\n"
     assert ostree(repo, "ls", csum, "/usr/share/postprocess-ran")
+
+
+def test_lockfile_compose_installs_the_locked_set_after_the_sources_gain_newer_versions(
+    tmp_path: Path, signing_key: SigningKey
+) -> None:
+    old = (DebSpec("lockfile-app", "1.0", depends="lockfile-lib (>= 1.0)"),
+           DebSpec("lockfile-lib", "1.0"))  # fmt: skip
+    new = (DebSpec("lockfile-app", "2.0", depends="lockfile-lib (>= 2.0)"),
+           DebSpec("lockfile-lib", "2.0"))  # fmt: skip
+    extra = publish_repo(old, tmp_path / "extra", signing_key)
+    # copy:, not file:: mmdebstrap's dpkg runs in the tree, where file: paths do not exist.
+    extra = dataclasses.replace(extra, uri=f"copy:{extra.path}/")
+    tf = tmp_path / "tf.json"
+    tf.write_text(json.dumps({
+        "ref": "test/x86_64/locked", "suite": "bookworm", "recommends": False,
+        "documentation": False, "packages": ["lockfile-app"],
+        "sources": [*host_sources(), fixture_sources(extra, signing_key)],
+    }))  # fmt: skip
+    lock, repo = tmp_path / "lock.json", tmp_path / "repo"
+    base = ("compose", "tree", tf, "--repo", repo, "--cachedir", CACHEDIR)
+    proc = apt_ostree(*base, "--dry-run", "--ex-write-lockfile-to", lock)
+    assert proc.returncode == 0, proc.stderr
+    entries = json.loads(lock.read_text())["packages"]
+    locked = {(name, e["version"], e["arch"]) for name, e in entries.items()}
+    assert ("lockfile-app", "1.0", "amd64") in locked
+
+    publish_repo(old + new, extra.path, signing_key)
+    newest = apt_ostree(*base, "--dry-run")
+    assert "lockfile-app 2.0 amd64" in newest.stdout.splitlines(), newest.stderr
+    proc = apt_ostree(*base, "--ex-lockfile", lock, "--ex-lockfile-strict")
+    assert proc.returncode == 0, proc.stderr
+    csum = ostree(repo, "rev-parse", "test/x86_64/locked").strip()
+    meta = ostree_repo.read_commit(ostree_repo.open_repo(repo), csum).metadata
+    assert {tuple(p) for p in meta["apt-ostree.packages"]} == locked
+    status = ostree(repo, "cat", csum, "/usr/share/dpkg/database/status")
+    assert "Package: lockfile-lib\nStatus: install ok installed" in status

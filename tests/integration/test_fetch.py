@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from apt_ostree.debian.fetch import FetchError
-from apt_ostree.debian.resolve import LayerPlan, fetch_packages, resolve_layer
+from apt_ostree.debian.packages import LayerPlan
+from apt_ostree.debian.resolve import fetch_packages, resolve_layer
 from apt_ostree.reporter import Reporter
 from tests.fixtures.aptrepo import AptRepo, DebSpec, build_deb
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from apt_ostree.debian.resolve import PackageInfo, ResolverCrash, _call_child, resolve_tree
+from apt_ostree.debian.aptchild import ResolverCrash, call_child
+from apt_ostree.debian.packages import PackageInfo
+from apt_ostree.debian.resolve import resolve_tree
 from apt_ostree.errors import ResolveError, SourceError
 from apt_ostree.reporter import Reporter
 from tests.fixtures.aptrepo import AptRepo, DebSpec, SigningKey, build_deb, build_repo, serve_repo
@@ -260,6 +262,6 @@ def test_no_sources_is_an_error(statedir: Path) -> None:
 
 def test_resolver_crash_shows_the_child_traceback() -> None:
     with pytest.raises(ResolverCrash) as e:
-        _call_child({"not": "a request"}, None)
+        call_child({"not": "a request"}, None)
     assert "Traceback" in str(e.value)
     assert "KeyError" in str(e.value)

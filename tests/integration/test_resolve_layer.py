@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
+from apt_ostree.debian.packages import LayerPlan, PackageInfo
 from apt_ostree.debian.resolve import (
-    LayerPlan,
-    PackageInfo,
     fetch_packages,
     refresh_metadata,
     resolve_layer,

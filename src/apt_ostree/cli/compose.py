@@ -37,6 +37,18 @@ def register(sub: Any) -> None:
         help="update the modification time of FILE (creating it) if a new commit was written",
     )  # fmt: skip
     add_signing_arguments(tree)
+    tree.add_argument(
+        "--ex-write-lockfile-to", type=Path, metavar="FILE",
+        help="write the resolved package set (versions, .deb checksums) to a JSON lockfile",
+    )  # fmt: skip
+    tree.add_argument(
+        "--ex-lockfile", type=Path, action="append", default=[], metavar="FILE",
+        help="install the locked versions of the packages in FILE (repeatable, later wins)",
+    )  # fmt: skip
+    tree.add_argument(
+        "--ex-lockfile-strict", action="store_true",
+        help="install no package that the lockfiles do not name",
+    )  # fmt: skip
     tree.set_defaults(func=cmd_tree)
 
     post = csub.add_parser("postprocess", help="convert a Debian tree to the OSTree layout")
@@ -110,6 +122,9 @@ def cmd_tree(args: argparse.Namespace) -> int:
         force_nocache=args.force_nocache,
         metadata=metadata,
         signer=signer_of(args),
+        lockfiles=args.ex_lockfile,
+        lockfile_strict=args.ex_lockfile_strict,
+        write_lockfile_to=args.ex_write_lockfile_to,
     )
     result = compose_tree(treefile, options, reporter)
     if args.dry_run:

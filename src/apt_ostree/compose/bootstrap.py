@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.compose import accounts
-from apt_ostree.debian.resolve import PackageInfo
+from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.errors import CommandError, SourceError
 from apt_ostree.reporter import Reporter
 from apt_ostree.run import run

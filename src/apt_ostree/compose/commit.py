@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from apt_ostree.debian.dpkgdb import installed_packages
-from apt_ostree.debian.resolve import PackageInfo
+from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.signing import GpgSigner, binding_metadata, check_signer

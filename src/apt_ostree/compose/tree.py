@@ -22,6 +22,7 @@ from apt_ostree.compose import accounts
 from apt_ostree.compose.bootstrap import BootstrapRequest, bootstrap
 from apt_ostree.compose.commit import CommitRequest, CommitResult, commit_tree
 from apt_ostree.compose.customize import customize_tree
+from apt_ostree.compose.lockfile import load_lockfiles, lockfile_json, write_lockfile
 from apt_ostree.compose.postprocess import PostprocessOptions, postprocess_tree
 from apt_ostree.compose.reproducible import tree_epoch
 from apt_ostree.compose.treefile import Treefile
@@ -30,9 +31,10 @@ from apt_ostree.debian.localrepo import (
     make_local_repository,
     read_debs,
 )
-from apt_ostree.debian.resolve import PackageInfo, resolve_tree
+from apt_ostree.debian.packages import PackageInfo
+from apt_ostree.debian.resolve import index_digests, resolve_tree
 from apt_ostree.debian.sources import host_sources, sources_for_suite, write_sources_file
-from apt_ostree.errors import AptOstreeError, RepoError
+from apt_ostree.errors import AptOstreeError, LockfileError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.signing import GpgSigner, check_signer
 from apt_ostree.reporter import Reporter
@@ -56,6 +58,10 @@ class ComposeOptions:
     metadata: dict[str, str] = field(default_factory=dict)
     write_commitid_to: Path | None = None
     signer: GpgSigner | None = None
+    # rpm-ostree's --ex-lockfile (in order), --ex-lockfile-strict, --ex-write-lockfile-to.
+    lockfiles: list[Path] = field(default_factory=list)
+    lockfile_strict: bool = False
+    write_lockfile_to: Path | None = None
 
 
 @dataclass
@@ -141,6 +147,16 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
         stanzas = host_sources()
     arch = treefile.architecture or host_architecture()
     suite = _suite_of(treefile, stanzas)
+    if options.lockfile_strict and not options.lockfiles:
+        raise LockfileError("--ex-lockfile-strict needs --ex-lockfile")
+    lock = load_lockfiles(options.lockfiles)
+    # SOURCE_DATE_EPOCH: the treefile's, else the lockfile's, else (later) the
+    # newest date of the installed packages' files (docs/compose.md).
+    fixed_epoch = (
+        treefile.source_date_epoch
+        if treefile.source_date_epoch is not None
+        else lock.source_date_epoch
+    )
     requested = list(treefile.packages)
     local_debs = read_debs(treefile.local_packages, arch)
     if local_debs:
@@ -156,10 +172,15 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
         statedir=cachedir / "apt",
         exclude=treefile.exclude_packages,
         recommends=treefile.recommends,
+        locked=list(lock.packages.values()),
+        lock_strict=options.lockfile_strict,
         reporter=reporter,
     )
     check_local_versions(local_debs, packages)
     reporter.task_end(f"{len(packages)} packages")
+    if options.write_lockfile_to is not None:
+        digests = index_digests(stanzas, packages, arch=arch, statedir=cachedir / "apt")
+        write_lockfile(options.write_lockfile_to, lockfile_json(packages, digests))
     result = ComposeResult(packages)
     if options.dry_run:
         return result
@@ -195,14 +216,12 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
                 documentation=treefile.documentation,
                 cachedir=cachedir / "debs",
                 accounts_seed=seed,
-                source_date_epoch=treefile.source_date_epoch,
+                source_date_epoch=fixed_epoch,
             ),
             rootfs,
             reporter,
         )
-        epoch = treefile.source_date_epoch
-        if epoch is None:
-            epoch = tree_epoch(rootfs)
+        epoch = fixed_epoch if fixed_epoch is not None else tree_epoch(rootfs)
         customize_tree(rootfs, treefile, reporter, epoch)
         reporter.task_begin("Converting to the OSTree layout")
         post = postprocess_tree(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import apt_pkg
 
-from apt_ostree.debian.resolve import PackageInfo
+from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.treefs import Tree
 
 # Where a composed tree keeps its dpkg database, and where a plain tree does.

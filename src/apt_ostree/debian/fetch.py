@@ -4,7 +4,7 @@ A .deb enters the cache only under its plan's file name and only after its
 sha256 (from the signed index) matched; a cached file is used again only when
 its size and sha256 still match, so a truncated or tampered file is fetched
 again, never installed. Downloads run in the resolver's child process
-(resolve.py's "fetch" op, `download()` below) with libapt-pkg's acquire and the
+(aptchild.py's "fetch" op, `download()` below) with libapt-pkg's acquire and the
 plan's APT configuration, so sources that need proxies or credentials work as
 they do for the index files.
 """
@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
+from apt_ostree.debian.aptstate import locked_statedir, prepare_statedir
 from apt_ostree.errors import SourceError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class FetchError(SourceError):
 
 
 class _Planned(Protocol):
-    """What the cache needs of a planned package (resolve.PlannedPackage)."""
+    """What the cache needs of a planned package (packages.PlannedPackage)."""
 
     @property
     def name(self) -> str: ...
@@ -155,15 +156,13 @@ class _DownloadProgress:
 @contextmanager
 def _apt_config(statedir: Path) -> Iterator[None]:
     """Initialise libapt-pkg with the configuration the plan was resolved with."""
-    from apt_ostree.debian import resolve
-
     with tempfile.TemporaryDirectory(prefix="apt-ostree-fetch-") as tmp:
         conf = statedir / "apt.conf"
         if not statedir.is_absolute() or not conf.is_file():
             # The state directory is gone (cleaned up since the plan was made):
             # a configuration of our own, without the host's, still downloads.
             # The architecture plays no part in downloading.
-            conf = resolve._prepare_statedir({"statedir": tmp, "arch": "all", "stanzas": []})
+            conf = prepare_statedir({"statedir": tmp, "arch": "all", "stanzas": []})
         os.environ["APT_CONFIG"] = str(conf)
         import apt_pkg
 
@@ -176,11 +175,9 @@ def _apt_config(statedir: Path) -> Iterator[None]:
 
 def download(request: dict[str, Any], out: IO[str]) -> dict[str, Any]:
     """Download `request["packages"]` into `request["cachedir"]`; the answer is their paths."""
-    from apt_ostree.debian import resolve
-
     cachedir = Path(request["cachedir"])
     packages: list[dict[str, Any]] = request["packages"]
-    with resolve._locked(cachedir), _apt_config(Path(request["statedir"])):
+    with locked_statedir(cachedir), _apt_config(Path(request["statedir"])):
         import apt_pkg
 
         partial = cachedir / "partial"

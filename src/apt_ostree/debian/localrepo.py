@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apt_ostree.debian.fetch import sha256_file
-from apt_ostree.debian.resolve import PackageInfo
+from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.errors import CommandError, ResolveError
 from apt_ostree.run import run
 

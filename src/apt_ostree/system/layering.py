@@ -29,13 +29,8 @@ from typing import Any
 from apt_ostree import machine_secrets
 from apt_ostree.debian.dpkg import DpkgRoot, check_deb, install_debs
 from apt_ostree.debian.dpkgdb import installed_packages
-from apt_ostree.debian.resolve import (
-    LayerPlan,
-    PackageInfo,
-    PlannedPackage,
-    fetch_packages,
-    resolve_layer,
-)
+from apt_ostree.debian.packages import LayerPlan, PackageInfo, PlannedPackage
+from apt_ostree.debian.resolve import fetch_packages, resolve_layer
 from apt_ostree.debian.sources import host_sources
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.layout import (
