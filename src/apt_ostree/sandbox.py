@@ -148,13 +148,17 @@ def bwrap_argv(
     env: Mapping[str, str] | None = None,
     binds: Sequence[tuple[Path, str]] = (),
     ro_binds: Sequence[tuple[Path, str]] = (),
+    tmp: str = "/tmp",
 ) -> list[str]:
+    """`tmp`: where the fresh /tmp is mounted (`_tmp_mount`); binds below /tmp go there."""
+    binds = [(src, _in_tmp(dest, tmp)) for src, dest in binds]
+    ro_binds = [(src, _in_tmp(dest, tmp)) for src, dest in ro_binds]
     cmd = [
         "bwrap",
         "--bind", os.fspath(root), "/",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        "--tmpfs", tmp,
         "--tmpfs", "/run",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
         "--unshare-cgroup-try",
@@ -202,12 +206,15 @@ def _no_link_below(base: Path, rel: PurePosixPath, shown: str) -> None:
 
 
 def _check_mount_paths(
-    root: Path, binds: Sequence[tuple[Path, str]], ro_binds: Sequence[tuple[Path, str]]
+    root: Path,
+    binds: Sequence[tuple[Path, str]],
+    ro_binds: Sequence[tuple[Path, str]],
+    tmp: str = "/tmp",
 ) -> None:
     """Every bind source in the tree, and every mount point, without a symlink on it."""
     # Mount point -> the host directory it shows (None: a fresh tmpfs), in bwrap's order.
     mounts: dict[str, Path | None] = {"/": root, "/proc": None, "/dev": None,
-                                      "/tmp": None, "/run": None}  # fmt: skip
+                                      tmp: None, "/run": None}  # fmt: skip
     for src, dest in [*binds, *ro_binds]:
         if src.is_relative_to(root):
             _no_link_below(root, PurePosixPath(src.relative_to(root)), str(src))
@@ -220,17 +227,27 @@ def _check_mount_paths(
         mounts[dest] = src
 
 
-def _ensure_tmp(root: Path) -> None:
-    """In the OSTree layout /tmp is a symlink to sysroot/tmp; bubblewrap mounts
-    its tmpfs on the link's target, which must exist (and be in the tree)."""
+def _tmp_mount(root: Path) -> str:
+    """Where the sandbox's fresh /tmp is mounted: /tmp, or, where /tmp is a symlink
+    (the OSTree layout: /tmp -> sysroot/tmp), the link's target in the tree, which
+    must exist there. Older bubblewrap (Debian 12's 0.8) mounted through the link;
+    newer (Debian 13's 0.11) refuses to mount on a symlink."""
     tmp = root / "tmp"
     if not tmp.is_symlink():
-        return
+        return "/tmp"
     target = PurePosixPath(os.readlink(tmp))
     if target.is_absolute() or ".." in target.parts:
         raise SandboxError(f"/tmp is a symbolic link to {target}, not inside the tree")
     _no_link_below(root, target, f"/{target}")
     (root / target).mkdir(parents=True, exist_ok=True)
+    return f"/{target}"
+
+
+def _in_tmp(dest: str, tmp: str) -> str:
+    """A mount point below /tmp, below where /tmp really is."""
+    if dest == "/tmp" or dest.startswith("/tmp/"):
+        return tmp + dest[len("/tmp") :]
+    return dest
 
 
 def run_in_tree(
@@ -246,13 +263,19 @@ def run_in_tree(
     """Run `argv` with `root` as / and only `caps`; return its output (stdout and
     stderr), raise CommandError with it on failure."""
     check_caps(caps)
-    _ensure_tmp(root)
-    _check_mount_paths(root, binds, ro_binds)
+    tmp = _tmp_mount(root)
+    _check_mount_paths(
+        root,
+        [(src, _in_tmp(dest, tmp)) for src, dest in binds],
+        [(src, _in_tmp(dest, tmp)) for src, dest in ro_binds],
+        tmp,
+    )
     fd = _program_fd()
     try:
         cmd = bwrap_argv(
-            root, argv, caps=caps, seccomp_fd=fd, env=env, binds=binds, ro_binds=ro_binds
-        )
+            root, argv, caps=caps, seccomp_fd=fd, env=env, binds=binds, ro_binds=ro_binds,
+            tmp=tmp,
+        )  # fmt: skip
         try:
             proc = subprocess.run(
                 cmd,

@@ -165,3 +165,22 @@ def test_a_symlink_where_the_sandbox_mounts_is_refused(tmp_path: Path) -> None:
     (root / "tmp").symlink_to("../../../../etc")
     with pytest.raises(SandboxError, match="not inside the tree"):
         run_in_tree(root, ["/bin/true"], what="x", caps=())
+
+
+def test_a_tmp_that_links_into_the_tree_gets_the_tmpfs_at_its_target(tmp_path: Path) -> None:
+    """The OSTree layout's /tmp -> sysroot/tmp: bubblewrap 0.11 (Debian 13) refuses to
+    mount on a symlink, so the tmpfs (and what is bound below /tmp) goes on the target."""
+    root = make_tree(tmp_path / "root", dracut=False)
+    (root / "tmp").rmdir()
+    (root / "tmp").symlink_to("sysroot/tmp")
+    script = tmp_path / "script"
+    script.write_text("echo scratch > /tmp/file; test -e /sysroot/tmp/file && echo ok\n")
+    out = run_in_tree(root, ["/bin/sh", "/tmp/bound/script"], what="x", caps=(),
+                      ro_binds=[(script, "/tmp/bound/script")])  # fmt: skip
+    assert out.strip() == "ok"
+    assert (root / "sysroot/tmp").is_dir() and not (root / "sysroot/tmp/file").exists()
+    argv = bwrap_argv(root, ["true"], caps=(), seccomp_fd=7, ro_binds=[(script, "/tmp/x")],
+                      tmp="/sysroot/tmp")  # fmt: skip
+    mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "--tmpfs"]
+    assert mounts == ["/sysroot/tmp", "/run"]
+    assert argv[argv.index("--ro-bind") + 2] == "/sysroot/tmp/x"
