@@ -212,14 +212,19 @@ def test_upgrade_install_applies_the_request_with_the_new_base(
     layered: DebianSysroot, tmp_path: Path
 ) -> None:
     # The sysroot's own repository as a remote: its ref local-base is what upgrade pulls.
+    # The base commit is bound to its own ref, so local-base starts with a copy of its
+    # tree (a commit that a client following local-base accepts).
     repo = layered.path / "ostree/repo"
-    subprocess.run(["ostree", f"--repo={repo}", "refs", "--create=local-base",
-                    layered.base_checksum], check=True, capture_output=True)  # fmt: skip
+    first = subprocess.run(
+        ["ostree", f"--repo={repo}", "commit", "--branch=local-base", "--owner-uid=0",
+         "--owner-gid=0", f"--tree=ref={layered.base_checksum}", "-s", "local base"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
     subprocess.run(["ostree", f"--repo={repo}", "remote", "add", "--no-gpg-verify", "self",
                     f"file://{repo}"], check=True, capture_output=True)  # fmt: skip
     rebased = apt_ostree(layered.path, "rebase", "self:local-base")
     assert rebased.returncode == 0, rebased.stderr
-    newer = _commit_on(layered, layered.base_checksum, "local-base", tmp_path)
+    newer = _commit_on(layered, first, "local-base", tmp_path)
     proc = apt_ostree(layered.path, "upgrade", "--install=dep-top")
     assert proc.returncode == 0, proc.stderr
     d = deployments_json(layered.path)[0]
