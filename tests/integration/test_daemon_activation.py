@@ -10,10 +10,8 @@ it does with a slow service it spawned itself); the next start is quick.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import pytest
 
 from apt_ostree.client import BUS_ADDRESS_ENV
 from apt_ostree.daemon.bus import BUS_NAME
-from tests.fixtures.daemon import BUS_CONFIG, python_env
+from tests.fixtures.daemon import private_bus, python_env
 from tests.fixtures.sysroot import TOP, SysrootFixture
 
 SLOW_FIRST_START = """#!/bin/sh
@@ -33,14 +31,13 @@ exec env PYTHONPATH={src} {python} -m apt_ostree.daemon --bus "$DBUS_STARTER_ADD
 
 
 @pytest.fixture
-def activating_bus(sysroot: SysrootFixture) -> Iterator[str]:
-    tmp = Path(tempfile.mkdtemp(prefix="apt-ostree-bus-"))
-    services = tmp / "services"
+def activating_bus(sysroot: SysrootFixture, tmp_path: Path) -> Iterator[str]:
+    services = tmp_path / "services"
     services.mkdir()
-    script = tmp / "start-apt-ostreed"
+    script = tmp_path / "start-apt-ostreed"
     script.write_text(SLOW_FIRST_START.format(
-        marker=tmp / "started-once", src=TOP / "src", python=sys.executable,
-        sysroot=sysroot.path, log=tmp / "apt-ostreed.log",
+        marker=tmp_path / "started-once", src=TOP / "src", python=sys.executable,
+        sysroot=sysroot.path, log=tmp_path / "apt-ostreed.log",
     ))  # fmt: skip
     script.chmod(0o755)
     (services / f"{BUS_NAME}.service").write_text(
@@ -48,22 +45,10 @@ def activating_bus(sysroot: SysrootFixture) -> Iterator[str]:
     )
     extra = (
         f"  <servicedir>{services}</servicedir>\n"
-        '  <limit name="service_start_timeout">1000</limit>\n</busconfig>'
+        '  <limit name="service_start_timeout">1000</limit>\n'
     )
-    config = tmp / "bus.conf"
-    config.write_text(BUS_CONFIG.format(socket=tmp / "socket").replace("</busconfig>", extra))
-    proc = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    address = proc.stdout.readline().strip()
-    try:
+    with private_bus(extra) as (address, _):
         yield address
-    finally:
-        proc.terminate()
-        proc.wait()
-        shutil.rmtree(tmp)
 
 
 @pytest.mark.parametrize("args", [("status", "--json"), ("kargs",)])
