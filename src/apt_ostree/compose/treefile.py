@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import difflib
 import glob
-import hashlib
-import json
 import os
 import posixpath
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from apt_ostree.compose import treehash
 from apt_ostree.debian import sources as apt_sources
 from apt_ostree.errors import SourceError, TreefileError
 from apt_ostree.ostree import GLib, OSTree
 
 if TYPE_CHECKING:
-    from hashlib import _Hash
+    pass
 
 _TAG = "tag:yaml.org,2002:"
 _TYPE_NAMES = {
@@ -533,27 +531,17 @@ class Treefile:
     def treefile_sha256(self) -> str:
         """sha256 of the merged treefile (canonical JSON), wherever its files lie:
         the same treefile in another checkout directory has the same hash."""
-        return hashlib.sha256(_canonical_json(_location_free(self.merged))).hexdigest()
+        return treehash.treefile_sha256(self.merged)
 
     def inputs_sha256(self) -> str:
-        """sha256 of the merged treefile plus the content of every file it names.
-
-        Covers postprocess-script, add-files sources (whole directory trees),
-        the key files in `sources` and the local-packages .debs; mtimes are
-        left out so that it is stable.
-        The host's APT sources (when `sources` is absent) are not covered.
-        """
-        digest = hashlib.sha256(_canonical_json(_location_free(self.merged)))
-        for path in self.input_files():
-            # By name and content: where the input lies does not change the tree.
-            digest.update(b"\0input\0" + os.fsencode(path.name) + b"\0")
-            try:
-                _hash_path(digest, path, os.stat(path))
-            except OSError as e:
-                raise TreefileError(
-                    f"{self.path}: cannot read input {path}: {e.strerror}"
-                ) from None
-        return digest.hexdigest()
+        """sha256 of the merged treefile plus the content of every file it names
+        (compose/treehash.py)."""
+        try:
+            return treehash.inputs_sha256(self.merged, self.input_files())
+        except OSError as e:
+            raise TreefileError(
+                f"{self.path}: cannot read input {e.filename}: {e.strerror}"
+            ) from None
 
     def input_files(self) -> list[Path]:
         """The files and directories outside the treefiles that the compose reads."""
@@ -562,51 +550,6 @@ class Treefile:
         files += apt_sources.signed_by_files(self.sources or [])
         files += self.local_packages
         return files
-
-
-def _location_free(merged: dict[str, Any]) -> dict[str, Any]:
-    """`merged` with the paths of input files reduced to their names (their content
-    is hashed separately), so that hashes do not depend on the checkout's location."""
-    data = dict(merged)
-    if "postprocess-script" in data:
-        data["postprocess-script"] = Path(data["postprocess-script"]).name
-    if "add-files" in data:
-        data["add-files"] = [[Path(src).name, dest] for src, dest in data["add-files"]]
-    if "local-packages" in data:
-        data["local-packages"] = [Path(path).name for path in data["local-packages"]]
-    if data.get("sources"):
-        keys = apt_sources.signed_by_files(data["sources"])
-        stanzas = []
-        for stanza in data["sources"]:
-            for key in keys:
-                stanza = stanza.replace(str(key), key.name)
-            stanzas.append(stanza)
-        data["sources"] = stanzas
-    return data
-
-
-def _canonical_json(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _hash_path(digest: _Hash, path: Path, st: os.stat_result) -> None:
-    """Feed type, permission bits, and content (or target, or children) of `path`."""
-    mode = f"{stat.S_IMODE(st.st_mode):o}".encode()
-    if stat.S_ISLNK(st.st_mode):
-        digest.update(b"L" + mode + b"\0" + os.fsencode(os.readlink(path)) + b"\0")
-    elif stat.S_ISDIR(st.st_mode):
-        digest.update(b"D" + mode + b"\0")
-        for child in sorted(os.listdir(path)):
-            digest.update(os.fsencode(child) + b"\0")
-            _hash_path(digest, path / child, os.lstat(path / child))
-        digest.update(b"\0end\0")
-    elif stat.S_ISREG(st.st_mode):
-        digest.update(b"F" + mode + b"\0" + str(st.st_size).encode() + b"\0")
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    else:
-        digest.update(b"O" + mode + b"\0")
 
 
 def load_treefile(path: Path) -> Treefile:
