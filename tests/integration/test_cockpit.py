@@ -41,9 +41,12 @@ def _checksums(page: CockpitPage) -> list[str]:
 
 
 def _shows_progress(page: CockpitPage) -> Any:
-    return page.driver.execute_script(
+    """The task the progress card names; None while it says "Starting…", which it does
+    until the daemon's first TaskBegin signal reaches the browser."""
+    task = page.driver.execute_script(
         "const t = document.getElementById('progress-task'); return t && t.textContent"
     )
+    return None if task == "Starting…" else task
 
 
 def test_the_page_manages_deployments_through_apt_ostreed(
