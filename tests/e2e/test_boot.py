@@ -40,11 +40,13 @@ from typing import Any
 
 import pytest
 
+from apt_ostree.compose.accounts import SYSUSERS_CONF
 from apt_ostree.compose.diskimage import DiskImageRequest, build_disk_image
 from apt_ostree.debian.resolve import fetch_packages, resolve_layer
 from apt_ostree.debian.sources import host_sources, sources_for_suite
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.signing import regenerate_summary
 from apt_ostree.reporter import NullReporter
 from tests.fixtures.aptrepo import DebSpec, build_deb, build_repo, make_signing_key
 from tests.fixtures.sysroot import apt_ostree
@@ -90,6 +92,18 @@ GRANT_RULES = (
 )
 # What the update commit adds on top of the image's commit.
 UPDATE_MARKER = "usr/share/apt-ostree-test/update"
+# ... and a new system user, as a base upgrade's new package would bring (passwd,
+# group and sysusers.d, as compose writes them).
+NEW_USER = ("vm-update-svc", 917)
+# An account the administrator adds before the upgrade: /etc/passwd is then the
+# machine's own, which ostree's /etc merge keeps.
+LOCAL_USER = "alice"
+# The second disk's OCI layout: the update commit as an image (tag `stable`) and a
+# later build of it (tag `next`) that changes only unpackaged content.
+OCI = "oci"
+OCI_IMAGE = f"ostree-unverified-image:oci:{UPDATES}/{OCI}:stable"
+REF_NAME = "org.opencontainers.image.ref.name"
+MOVED_INDEX = "index-stable-moved.json"
 ETC_EDIT = "edited by the administrator before the upgrade"
 # The layered package's postinst writes into /usr, as real ones do.
 POSTINST = """#!/bin/sh
@@ -139,6 +153,34 @@ class Updates:
     disk: Path
     checksum: str  # the newer commit of the image's ref
     version: str
+    layout: Path | None  # the OCI layout on the disk, as the host wrote it
+
+
+def _oci_layout(repo: OSTree.Repo, path: Path, ref: str, update: str, work: Path,
+                layout: Path) -> Path:  # fmt: skip
+    """The update commit encapsulated (tag `stable`), and a later commit that changes
+    only the marker (tag `next`), split as the first build was."""
+    next_ref = "oci/next"
+    _update_commit(repo, next_ref, update, work, new_user=False)
+    reuse = ["--previous-build-manifest", f"oci:{layout}:stable"]
+    for rev, tag, previous in ((ref, "stable", []), (next_ref, "next", reuse)):
+        start = time.monotonic()
+        proc = apt_ostree(None, "compose", "container-encapsulate", "--repo", path, *previous,
+                          rev, f"oci:{layout}:{tag}")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        timed(f"compose container-encapsulate ({tag})", start)
+    # The index once `stable` has moved to the later build, for the machine to copy.
+    index = json.loads((layout / "index.json").read_text())
+    (later,) = [m for m in index["manifests"] if _tag(m) == "next"]
+    moved = dict(later, annotations=dict(later["annotations"], **{REF_NAME: "stable"}))
+    index["manifests"] = [later, moved]
+    (layout / MOVED_INDEX).write_text(json.dumps(index))
+    return layout
+
+
+def _tag(descriptor: dict[str, Any]) -> str | None:
+    tag: str | None = descriptor.get("annotations", {}).get(REF_NAME)
+    return tag
 
 
 # The host key fingerprint of each firmware's machine after its first boot with sshd.
@@ -178,8 +220,26 @@ def boot_commit(target: Target, apt_ostree_deb: Path) -> str:
     return checksum
 
 
-def _update_commit(repo: OSTree.Repo, ref: str, base: str, workdir: Path) -> tuple[str, str]:
-    """A newer commit of `ref`: the base's tree and metadata, one more file, a new version."""
+def _new_user_files(repo: OSTree.Repo, base: str, upper: Path) -> None:
+    """The base's account files with NEW_USER added, written below `upper`."""
+    name, uid = NEW_USER
+    lines = {
+        "usr/etc/passwd": f"{name}:x:{uid}:{uid}:test service:/nonexistent:/usr/sbin/nologin",
+        "usr/etc/group": f"{name}:x:{uid}:",
+        SYSUSERS_CONF: f'u {name} {uid}:{uid} "test service" /nonexistent /usr/sbin/nologin',
+    }
+    for path, line in lines.items():
+        old = (ostree_repo.read_commit_file(repo, base, path) or b"").decode()
+        assert old, f"the image's commit has no {path}"
+        (upper / path).parent.mkdir(parents=True, exist_ok=True)
+        (upper / path).write_text(old + line + "\n")
+
+
+def _update_commit(
+    repo: OSTree.Repo, ref: str, base: str, workdir: Path, *, new_user: bool = True
+) -> tuple[str, str]:
+    """A newer commit on `ref`: the base's tree and metadata, a marker file with the
+    new version, and (`new_user`) a new system user."""
     _, commit = repo.load_variant(OSTree.ObjectType.COMMIT, base)
     packed = commit.get_child_value(0)
     metadata: dict[str, Any] = {}
@@ -188,14 +248,16 @@ def _update_commit(repo: OSTree.Repo, ref: str, base: str, workdir: Path) -> tup
         metadata[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
     version = metadata["version"].get_string() + ".1"
     metadata["version"] = GLib.Variant("s", version)
-    upper = workdir / "update-upper"
+    upper = workdir / f"upper-{version}"
     marker = upper / UPDATE_MARKER
     marker.parent.mkdir(parents=True)
     marker.write_text(f"{version}\n")
+    if new_user:
+        _new_user_files(repo, base, upper)
     checksum = ostree_repo.commit_layer(repo, base, upper, [], subject=f"update to {version}",
                                         metadata=metadata)  # fmt: skip
     repo.set_ref_immediate(None, ref, checksum, None)
-    ostree_repo.regenerate_summary(repo)
+    regenerate_summary(repo)
     return checksum, version
 
 
@@ -239,10 +301,13 @@ def updates(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathF
                    check=True, capture_output=True)  # fmt: skip
     repo = ostree_repo.open_repo(top / "ostree")
     checksum, version = _update_commit(repo, target.ref, boot_commit, work)
+    layout = None
+    if target.firmware == "uefi":  # where the OCI test runs (see there)
+        layout = _oci_layout(repo, top / "ostree", target.ref, checksum, work, top / OCI)
     disk = work / "updates.raw"
-    subprocess.run(["mkfs.ext4", "-q", "-L", "updates", "-d", top, disk, "1G"], check=True)
-    timed("updates disk (APT repo + OSTree repo)", start)
-    return Updates(disk, checksum, version)
+    subprocess.run(["mkfs.ext4", "-q", "-L", "updates", "-d", top, disk, "2G"], check=True)
+    timed("updates disk (APT repo, OSTree repo, OCI layout)", start)
+    return Updates(disk, checksum, version, layout)
 
 
 @pytest.fixture(scope="module")
@@ -545,7 +610,8 @@ def stage_by_the_automatic_timer(vm: VM, updates: Updates) -> None:
 
 def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: Updates) -> None:
     before = booted(status(vm))
-    vm.run(f"echo '{ETC_EDIT}' >> /etc/motd && sync")
+    vm.run(f"echo '{ETC_EDIT}' >> /etc/motd && useradd --no-create-home {LOCAL_USER} && sync")
+    assert vm.status(f"getent passwd {NEW_USER[0]}") != 0
     mount_updates(vm)
     if vm.firmware == "bios":
         stage_by_the_automatic_timer(vm, updates)
@@ -567,6 +633,12 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
     assert now["packages"] == LAYERED
     assert vm.run(f"cat /{UPDATE_MARKER}") == updates.version
     assert vm.run("tail -n 1 /etc/motd") == ETC_EDIT
+    # The machine's /etc/passwd kept its own account and gained the base's new
+    # system user (systemd-sysusers at boot, from the new /usr/lib/sysusers.d).
+    assert vm.run(f"getent passwd {LOCAL_USER}").startswith(f"{LOCAL_USER}:")
+    name, uid = NEW_USER
+    assert vm.run(f"getent passwd {name}").split(":")[2:4] == [str(uid), str(uid)]
+    assert vm.run(f"getent group {name}").split(":")[2] == str(uid)
     assert vm.run(PACKAGE) == "hello from a layered package"
     # The machine's SSH identity survives the upgrade (the postinst ran again while
     # the layer was rebuilt on the new base).
@@ -611,3 +683,51 @@ def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:
     text = vm.run("apt-ostree status")
     assert "Warning: failed to finalize previous deployment" in text
     vm.run("rm -f /boot/filler")
+
+
+def _new_layers(layout: Path, old_tag: str, new_tag: str) -> list[dict[str, Any]]:
+    """The layers of the image tagged `new_tag` that the one tagged `old_tag` lacks."""
+
+    def manifest(tag: str) -> dict[str, Any]:
+        index = json.loads((layout / "index.json").read_text())
+        (desc,) = [m for m in index["manifests"] if _tag(m) == tag]
+        blob = layout / "blobs" / Path(*desc["digest"].split(":"))
+        return dict(json.loads(blob.read_text()), digest=desc["digest"])
+
+    old = {layer["digest"] for layer in manifest(old_tag)["layers"]}
+    return [layer for layer in manifest(new_tag)["layers"] if layer["digest"] not in old]
+
+
+def test_rebase_to_an_oci_layout_boots_the_image_and_upgrades_fetch_changed_layers(
+    vm: VM, updates: Updates
+) -> None:
+    if vm.firmware != "uefi" or updates.layout is None:
+        pytest.skip("following an image does not depend on the firmware: run once, on UEFI")
+    mount_updates(vm)
+    out = step(vm, "apt-ostree rebase (OCI layout)", f"apt-ostree rebase {OCI_IMAGE}")
+    assert "Fetched image:" in out
+    reboot(vm)
+    deployments = status(vm)
+    now = booted(deployments)
+    assert deployments[0]["booted"]
+    assert now["container-image-reference"] == OCI_IMAGE
+    assert now["container-image-reference-digest"].startswith("sha256:")
+    assert vm.run(f"cat /{UPDATE_MARKER}") == updates.version
+    assert now["packages"] == LAYERED and vm.run(PACKAGE) == "hello from a layered package"
+
+    # The tag moves to a later build: the upgrade fetches the layers that changed.
+    changed = _new_layers(updates.layout, "stable", "next")
+    assert 0 < len(changed) < 4
+    mount_updates(vm)
+    vm.run(f"mount -o remount,rw {UPDATES}")
+    vm.run(f"cd {UPDATES}/{OCI} && cp {MOVED_INDEX} index.json && sync")
+    # Digests compared, nothing fetched yet (the later build's version: _update_commit).
+    check = vm.run("apt-ostree upgrade --check")
+    assert f"{updates.version}.1" in check, check
+    out = step(vm, "apt-ostree upgrade (OCI, one changed layer)", "apt-ostree upgrade")
+    (line,) = [x for x in out.splitlines() if x.startswith("Fetched image:")]
+    fetched, layers = int(line.split()[2]), int(line.split("and ")[1].split(" of")[0])
+    assert layers == len(changed), line
+    assert fetched <= 1.2 * sum(layer["size"] for layer in changed) + 64 * 1024, line
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["container-image-reference"] == OCI_IMAGE

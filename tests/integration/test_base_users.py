@@ -23,6 +23,7 @@ from apt_ostree.compose.accounts import SYSUSERS_CONF, sysusers_lines
 from apt_ostree.compose.sysroot import SysrootRequest, make_sysroot
 from apt_ostree.ostree import OSTree
 from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.ostree.signing import regenerate_summary
 from apt_ostree.reporter import NullReporter
 from apt_ostree.sandbox import run_in_tree
 from tests.fixtures.debianbase import (
@@ -79,7 +80,7 @@ def commit_with_new_system_user(served: Path, base: str) -> str:
     except BaseException:
         repo.abort_transaction(None)
         raise
-    ostree_repo.regenerate_summary(repo)
+    regenerate_summary(repo)
     return str(checksum)
 
 

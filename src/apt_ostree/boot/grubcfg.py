@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +156,8 @@ def generator_exec() -> Iterator[Path]:
     if INSTALLED_GENERATOR.exists():
         yield INSTALLED_GENERATOR
         return
+    import tempfile
+
     package_parent = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory(prefix="apt-ostree-grub2-") as tmp:
         script = Path(tmp) / "grub2-generate"

@@ -13,7 +13,7 @@ from apt_ostree.debian.dpkgdb import installed_packages
 from apt_ostree.debian.packages import PackageInfo
 from apt_ostree.errors import AptOstreeError, RepoError
 from apt_ostree.ostree import repo as ostree_repo
-from apt_ostree.ostree.signing import GpgSigner, binding_metadata, check_signer
+from apt_ostree.ostree.signing import GpgSigner, binding_metadata, check_signer, regenerate_summary
 from apt_ostree.treefs import Tree
 
 PACKAGES_KEY = "apt-ostree.packages"
@@ -105,5 +105,5 @@ def commit_tree(req: CommitRequest) -> CommitResult:
         repo, req.rootfs, ref=req.ref, parent=parent, subject=subject, metadata=metadata,
         signer=req.signer,
     )  # fmt: skip
-    ostree_repo.regenerate_summary(repo, req.signer)
+    regenerate_summary(repo, req.signer)
     return CommitResult(checksum, version, parent)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apt_ostree.errors import RepoError
 from apt_ostree.ostree import Gio, GLib, OSTree
-from apt_ostree.ostree.signing import GpgSigner, sign_commit
-from apt_ostree.ostree.signing import regenerate_summary as regenerate_summary
+
+if TYPE_CHECKING:
+    from apt_ostree.ostree.signing import GpgSigner
 
 REPO_MODES = {
     "archive": OSTree.RepoMode.ARCHIVE,
@@ -156,6 +157,8 @@ def commit_directory(
                     parent, subject, None, meta, root_file, timestamp, None
                 )
             if signer is not None:
+                from apt_ostree.ostree.signing import sign_commit
+
                 sign_commit(repo, checksum, signer)
             repo.transaction_set_ref(None, ref, checksum)
             repo.commit_transaction(None)

@@ -23,7 +23,6 @@ from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.run import run
 from apt_ostree.system import finalize
 from apt_ostree.system.origin import Origin
-from apt_ostree.system.sysusers import add_missing_accounts
 
 BOOTED_FLAG = Path("/run/ostree-booted")
 
@@ -180,6 +179,8 @@ def deploy(
         else:
             _, new = sysroot.ostree.deploy_tree(osname, checksum, keyfile, merge, kargs, None)
             # Before it becomes the default: a failure leaves an unused deployment only.
+            from apt_ostree.system.sysusers import add_missing_accounts
+
             add_missing_accounts(Path(sysroot.ostree.get_deployment_directory(new).get_path()))
             ostree_sysroot.write_deployment(sysroot.ostree, osname, new, merge)
     except GLib.Error as e:
