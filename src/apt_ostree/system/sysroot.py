@@ -13,12 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from apt_ostree.boot import grubcfg
 from apt_ostree.cancel import point_of_no_return
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
-from apt_ostree.ostree.bootfs import require_boot_space
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.run import run
 from apt_ostree.system import finalize
@@ -59,7 +57,6 @@ class Sysroot:
         # `--lock-finalization`: the deployment that deploy() stages waits for
         # `finalize-deployment` (booted systems only; checked before any work).
         self.lock_finalization = False
-        grubcfg.export_generator(self.repo)
 
     # -- reading -----------------------------------------------------------
 
@@ -118,6 +115,10 @@ class Sysroot:
         try:
             _write_lock_info(info_path, command)
             self._locked = True
+            # Changes may write the boot configuration (`status` never needs this).
+            from apt_ostree.boot import grubcfg
+
+            grubcfg.export_generator(self.repo)
             self.reload()
             yield self
         finally:
@@ -169,6 +170,8 @@ def deploy(
         options = bootconfig.get("options") if bootconfig is not None else None
         kargs = options.split() if options else []
     # A full /boot would fail halfway through libostree's write: refuse first.
+    from apt_ostree.ostree.bootfs import require_boot_space
+
     require_boot_space(sysroot.ostree, sysroot.path, osname, checksum, booted=sysroot.booted)
     keyfile = ostree_sysroot.origin_keyfile(origin.to_dict())
     point_of_no_return()
