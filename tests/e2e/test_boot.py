@@ -521,11 +521,20 @@ def test_install_from_the_second_disk_is_layered_after_reboot(vm: VM, image: Ima
 
 
 def test_kargs_append_is_on_the_kernel_command_line_after_reboot(vm: VM) -> None:
+    # (And a writable /usr until that reboot: `usroverlay`, libostree's development mode.)
+    unlocked = "/usr/share/apt-ostree-test/unlocked"
+    assert vm.status(f"mkdir -p {os.path.dirname(unlocked)}") != 0
+    step(vm, "apt-ostree usroverlay", "apt-ostree usroverlay")
+    vm.run(f"mkdir -p {os.path.dirname(unlocked)} && touch {unlocked}")
+    assert booted(status(vm))["unlocked"] == "development"
+    assert "Unlocked: development" in vm.run("apt-ostree status").replace("  ", "")
     step(vm, "apt-ostree kargs --append=foo=bar", "apt-ostree kargs --append=foo=bar")
     assert "foo=bar" not in vm.run("cat /proc/cmdline").split()
     reboot(vm)
     assert "foo=bar" in vm.run("cat /proc/cmdline").split()
+    assert vm.status(f"test -e {unlocked}") != 0
     deployments = status(vm)
+    assert booted(deployments)["unlocked"] == "none"
     assert len(deployments) == 2
     assert deployments[0]["booted"]
     assert booted(deployments)["packages"] == LAYERED

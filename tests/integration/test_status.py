@@ -6,7 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.fixtures.sysroot import REF, SysrootFixture, apt_ostree
+from tests.fixtures.deployments import sysroot_state
+from tests.fixtures.sysroot import REF, SysrootFixture, apt_ostree, deployments_json
 
 
 def test_status_json_lists_the_deployment_with_rpm_ostree_keys(sysroot: SysrootFixture) -> None:
@@ -31,6 +32,29 @@ def test_status_text_shows_version_and_commit(sysroot: SysrootFixture) -> None:
     assert f"origin:{REF}" in proc.stdout
     assert f"Commit: {sysroot.repo.commits['1']}" in proc.stdout
     assert "Version: 1 (" in proc.stdout
+
+
+def test_status_shows_a_hotfix_unlocked_deployment(sysroot: SysrootFixture) -> None:
+    # libostree records `ostree admin unlock --hotfix` in the deployment's origin.
+    assert deployments_json(sysroot.path)[0]["unlocked"] == "none"
+    (origin,) = (sysroot.path / "ostree/deploy/debian/deploy").glob("*.origin")
+    origin.write_text(origin.read_text().replace("[origin]\n", "[origin]\nunlocked=hotfix\n"))
+    assert deployments_json(sysroot.path)[0]["unlocked"] == "hotfix"
+    proc = apt_ostree(sysroot.path, "status")
+    assert "Unlocked: hotfix" in proc.stdout.replace("  ", "")
+
+
+def test_usroverlay_of_an_offline_sysroot_fails_in_one_line_and_changes_nothing(
+    sysroot: SysrootFixture,
+) -> None:
+    before = sysroot_state(sysroot.path)
+    for argv in (["usroverlay"], ["unlock", "--hotfix"]):
+        proc = apt_ostree(sysroot.path, *argv)
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("error: cannot unlock /usr: ")
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sysroot_state(sysroot.path) == before
+    assert deployments_json(sysroot.path)[0]["unlocked"] == "none"
 
 
 def test_status_on_a_directory_that_is_not_a_sysroot_is_an_error(tmp_path: Path) -> None:

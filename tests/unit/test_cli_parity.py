@@ -375,7 +375,6 @@ EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
     (("initramfs",), None): NOT_YET,
     (("initramfs-etc",), None): NOT_YET,
     (("apply-live",), None): NOT_YET,
-    (("usroverlay",), None): NOT_YET,
     (("ex", "history"), None): NOT_YET + " (ex history)",
     (("install",), "-A"): "install --apply-live needs apply-live, " + NOT_YET,
     (("install",), "--apply-live"): "install --apply-live needs apply-live, " + NOT_YET,
@@ -478,10 +477,10 @@ def test_hidden_alias_runs_its_command_and_is_not_listed(alias: str, command: st
     assert alias not in dict(subparsers(build_parser()))
 
 
-def test_unlock_alias_waits_for_usroverlay() -> None:
-    # rpm-ostree's `unlock` is `usroverlay`; it comes with that command.
-    assert (("usroverlay",), None) in EXCEPTIONS
-    assert not _parses(["unlock"])
+def test_unlock_is_usroverlay_with_its_options() -> None:
+    args = build_parser(["unlock", "--hotfix"]).parse_args(resolve_aliases(["unlock", "--hotfix"]))
+    assert (args.command, args.hotfix, args.transient) == ("usroverlay", True, False)
+    assert not _parses(["usroverlay", "--hotfix", "--transient"])  # as ostree: one mode
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ COMMANDS = {
     "reset": "packages",
     "search": "packages",
     "refresh-md": "packages",
+    "usroverlay": "usroverlay",
 }
 # rpm-ostree's hidden aliases (legacy names and dnf's), not listed in --help.
 ALIASES = {
@@ -40,6 +41,7 @@ ALIASES = {
     "pkg-remove": "uninstall",
     "remove": "uninstall",
     "makecache": "refresh-md",
+    "unlock": "usroverlay",
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--sysroot",)
 

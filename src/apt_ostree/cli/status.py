@@ -83,6 +83,8 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
             )
         if d["pinned"]:
             lines.append(_field("Pinned", "yes"))
+        if d.get("unlocked", "none") != "none":
+            lines.append(_field("Unlocked", d["unlocked"]))
         if d["base-removals"]:
             removed = " ".join(f"{p[1]} {p[0].split('_')[1]}" if verbose else p[1]
                                for p in d["base-removals"])  # fmt: skip

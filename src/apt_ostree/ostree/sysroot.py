@@ -74,6 +74,8 @@ class DeploymentInfo:
     kargs: list[str]
     origin: dict[str, dict[str, str]] = field(default_factory=dict)
     path: Path | None = None
+    # libostree's unlocked state (`ostree admin unlock`): none, development, hotfix, transient
+    unlocked: str = "none"
 
     @property
     def id(self) -> str:
@@ -99,6 +101,7 @@ def deployment_info(
         kargs=split_kargs(options) if options else [],
         origin=keyfile_dict(deployment.get_origin()),
         path=path,
+        unlocked=OSTree.Deployment.unlocked_state_to_string(deployment.get_unlocked()),
     )
 
 

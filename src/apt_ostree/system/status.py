@@ -101,7 +101,7 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         # Staged with --lock-finalization: waits for `finalize-deployment`.
         "finalization-locked": d.staged and sysroot.booted and finalization_locked(),
         "pinned": d.pinned,
-        "unlocked": "none",
+        "unlocked": d.unlocked,
         "kernel-arguments": d.kargs,
         "requested-packages": origin.requested_packages if origin else [],
         "requested-local-packages": origin.requested_local if origin else [],
