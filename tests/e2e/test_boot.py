@@ -670,6 +670,13 @@ def test_rollback_boots_the_previous_deployment(vm: VM, image: Image) -> None:
     assert vm.status(f"test -e /{UPDATE_MARKER}") != 0
     # /etc is carried forward from the deployment that was booted.
     assert vm.run("tail -n 1 /etc/motd") == ETC_EDIT
+    # The machine's history: this boot, the upgrade's, ..., the image's first boot.
+    history = json.loads(vm.run("apt-ostree ex history --json --all"))
+    assert history[0]["deployment"] == f"{now['checksum']}.{now['serial']}"
+    assert history[1]["checksum"] == before["checksum"]
+    assert history[1]["create-command"].startswith("apt-ostree")
+    assert history[-1]["create-command"] == "apt-ostree compose"
+    assert sum(h["boot-count"] for h in history) >= 4
 
 
 def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:

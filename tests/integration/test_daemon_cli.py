@@ -90,6 +90,8 @@ SEQUENCE = [
      f"origin:{REF}", "version=1"),
     ("status", "--json"),
     ("reset",),
+    ("ex", "history"),
+    ("ex", "history", "--json", "--all"),
 ]  # fmt: skip
 
 

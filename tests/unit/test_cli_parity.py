@@ -375,7 +375,6 @@ EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
     (("initramfs",), None): NOT_YET,
     (("initramfs-etc",), None): NOT_YET,
     (("apply-live",), None): NOT_YET,
-    (("ex", "history"), None): NOT_YET + " (ex history)",
     (("install",), "-A"): "install --apply-live needs apply-live, " + NOT_YET,
     (("install",), "--apply-live"): "install --apply-live needs apply-live, " + NOT_YET,
     (("reset",), "-i"): "client-side initramfs regeneration (initramfs --enable) " + NOT_YET,

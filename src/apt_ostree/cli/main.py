@@ -33,6 +33,7 @@ COMMANDS = {
     "search": "packages",
     "refresh-md": "packages",
     "usroverlay": "usroverlay",
+    "ex": "ex",
 }
 # rpm-ostree's hidden aliases (legacy names and dnf's), not listed in --help.
 ALIASES = {

@@ -76,6 +76,13 @@ class Client(ABC):
     @abstractmethod
     def db_version(self, revs: list[str], repo: Path | None) -> list[dict[str, Any]]: ...
 
+    def history(self, osnames: list[str]) -> list[dict[str, Any]]:
+        """`ex history`: the machine's own records, readable by anyone (history.py);
+        the same files whichever path serves the sysroot."""
+        from apt_ostree.history import read_history
+
+        return read_history(self.path, osnames)
+
     @abstractmethod
     def transact(self, request: Request, reporter: Reporter) -> dict[str, Any]:
         """Make the change `request` asks for; its result document."""

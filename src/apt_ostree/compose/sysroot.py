@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree import history
 from apt_ostree.boot import grubcfg
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import Gio, GLib, OSTree
@@ -176,6 +177,7 @@ def _make_sysroot(req: SysrootRequest, reporter: Reporter) -> str:
         ostree_sysroot.write_deployment(sysroot, req.osname, deployment, None)
         deploy_dir = req.path / sysroot.get_deployment_dirpath(deployment)
         (deploy_dir / "etc/fstab").write_text(_fstab(req.path))
+        history.record_deployment(req.path, req.osname, checksum, "apt-ostree compose")
         reporter.task_end()
     except GLib.Error as e:
         raise AptOstreeError(f"cannot make the sysroot at {req.path}: {e.message}") from e

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from apt_ostree import history
 from apt_ostree.cancel import point_of_no_return
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
@@ -57,6 +58,8 @@ class Sysroot:
         # `--lock-finalization`: the deployment that deploy() stages waits for
         # `finalize-deployment` (booted systems only; checked before any work).
         self.lock_finalization = False
+        # Who holds the lock (`locked(command)`): recorded with each deployment made.
+        self.command = ""
 
     # -- reading -----------------------------------------------------------
 
@@ -115,6 +118,7 @@ class Sysroot:
         try:
             _write_lock_info(info_path, command)
             self._locked = True
+            self.command = command
             # Changes may write the boot configuration (`status` never needs this).
             from apt_ostree.boot import grubcfg
 
@@ -144,7 +148,11 @@ def _read_lock_info(path: Path) -> str:
 
 def command_line() -> str:
     """How the running command was invoked, for the lock holder's description."""
-    args = [a for a in sys.argv[1:] if not a.startswith("--sysroot")]
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if not skip and not arg.startswith("--sysroot"):
+            args.append(arg)
+        skip = arg == "--sysroot"  # its value is the next argument
     return " ".join(["apt-ostree", *args[:3]])
 
 
@@ -190,6 +198,7 @@ def deploy(
         raise AptOstreeError(f"cannot deploy {checksum[:12]}: {e.message}") from e
     # A failed finalization of an earlier boot has been superseded (docs/status.md).
     finalize.clear_failure(sysroot.path, osname)
+    history.record_deployment(sysroot.path, osname, checksum, sysroot.command)
     sysroot.reload()
 
 
