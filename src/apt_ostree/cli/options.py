@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,27 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"error: {message}\n")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own imports shutil (and with it bz2 and lzma) for the terminal's
+        # width at every add_argument: `status` would pay for it on every run.
+        formatter: argparse.HelpFormatter = self.formatter_class(
+            prog=self.prog,
+            width=_columns() - 2,  # type: ignore[call-arg]
+        )
+        return formatter
+
+
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() finds it, without shutil."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def add_global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
