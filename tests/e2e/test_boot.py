@@ -226,7 +226,9 @@ def _new_user_files(repo: OSTree.Repo, base: str, upper: Path) -> None:
     lines = {
         "usr/etc/passwd": f"{name}:x:{uid}:{uid}:test service:/nonexistent:/usr/sbin/nologin",
         "usr/etc/group": f"{name}:x:{uid}:",
-        SYSUSERS_CONF: f'u {name} {uid}:{uid} "test service" /nonexistent /usr/sbin/nologin',
+        # As compose writes them: the group first, then the user in it.
+        SYSUSERS_CONF: f"g {name} {uid}\n"
+        f'u {name} {uid}:{uid} "test service" /nonexistent /usr/sbin/nologin',
     }
     for path, line in lines.items():
         old = (ostree_repo.read_commit_file(repo, base, path) or b"").decode()
