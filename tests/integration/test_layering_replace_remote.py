@@ -5,7 +5,6 @@ versions of the base's `hostname`."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,9 @@ from tests.integration.test_layering_requests import (
     REPLACED,
     REPLACEMENT,
     base_version,
+    commit_on,
     installed_version,
+    rebase_on_local_base,
 )
 
 NEWEST = dataclasses.replace(REPLACEMENT, version="99.1-fixture", depends="dep-bottom")
@@ -123,47 +124,24 @@ def test_override_reset_undoes_a_replacement_from_the_sources(layered: DebianSys
     assert installed_version(deployment_dir(layered), REPLACED) == old
 
 
-def _base_with(sysroot: DebianSysroot, parent: str, branch: str, tmp_path: Path,
-               hostname: str | None) -> str:  # fmt: skip
-    """A child commit of `parent` on `branch`; its dpkg database says `hostname` is
-    installed in that version when given."""
-    extra = tmp_path / f"extra-{hostname}"
-    (extra / "usr/share").mkdir(parents=True)
-    (extra / "usr/share/newer-base-marker").write_text("newer base\n")
-    if hostname is not None:
-        status = ostree_cat(sysroot, parent, f"/{DPKG_DB}/status")
-        stanzas = status.split("\n\n")
-        for i, stanza in enumerate(stanzas):
-            if stanza.startswith(f"Package: {REPLACED}\n"):
-                lines = [f"Version: {hostname}" if line.startswith("Version: ") else line
-                         for line in stanza.splitlines()]  # fmt: skip
-                stanzas[i] = "\n".join(lines)
-        (extra / DPKG_DB).mkdir(parents=True)
-        (extra / DPKG_DB / "status").write_text("\n\n".join(stanzas))
-    return subprocess.run(
-        ["ostree", f"--repo={sysroot.path}/ostree/repo", "commit", f"--branch={branch}",
-         f"--parent={parent}", "--owner-uid=0", "--owner-gid=0",
-         f"--tree=ref={parent}", f"--tree=dir={extra}", "-s", "newer base"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+def _status_with(sysroot: DebianSysroot, commit: str, version: str) -> dict[str, str]:
+    """The dpkg status file of `commit`, where `hostname` is installed in `version`."""
+    stanzas = ostree_cat(sysroot, commit, f"/{DPKG_DB}/status").split("\n\n")
+    for i, stanza in enumerate(stanzas):
+        if stanza.startswith(f"Package: {REPLACED}\n"):
+            lines = [f"Version: {version}" if line.startswith("Version: ") else line
+                     for line in stanza.splitlines()]  # fmt: skip
+            stanzas[i] = "\n".join(lines)
+    return {f"{DPKG_DB}/status": "\n\n".join(stanzas)}
 
 
 def test_upgrade_keeps_the_replacement_until_the_base_has_that_version(
     layered: DebianSysroot, tmp_path: Path
 ) -> None:
-    # The sysroot's own repository as a remote, with a ref that upgrade follows.
-    repo = layered.path / "ostree/repo"
-    first = subprocess.run(
-        ["ostree", f"--repo={repo}", "commit", "--branch=local-base", "--owner-uid=0",
-         "--owner-gid=0", f"--tree=ref={layered.base_checksum}", "-s", "local base"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    subprocess.run(["ostree", f"--repo={repo}", "remote", "add", "--no-gpg-verify", "self",
-                    f"file://{repo}"], check=True, capture_output=True)  # fmt: skip
-    assert apt_ostree(layered.path, "rebase", "self:local-base").returncode == 0
+    first = rebase_on_local_base(layered)
     assert apt_ostree(layered.path, "override", "replace", REPLACED).returncode == 0
 
-    newer = _base_with(layered, first, "local-base", tmp_path, None)
+    newer = commit_on(layered, first, "local-base", tmp_path)
     proc = apt_ostree(layered.path, "upgrade")
     assert proc.returncode == 0, proc.stderr
     d = deployments_json(layered.path)[0]
@@ -172,7 +150,8 @@ def test_upgrade_keeps_the_replacement_until_the_base_has_that_version(
     assert installed_version(deployment_dir(layered), REPLACED) == NEWEST.version
 
     # The new base has the version of the sources: the request stays, inactive.
-    newest = _base_with(layered, newer, "local-base", tmp_path, NEWEST.version)
+    files = _status_with(layered, newer, NEWEST.version)
+    newest = commit_on(layered, newer, "local-base", tmp_path, files)
     proc = apt_ostree(layered.path, "upgrade")
     assert proc.returncode == 0, proc.stderr
     d = deployments_json(layered.path)[0]
