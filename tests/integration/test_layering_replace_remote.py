@@ -12,6 +12,7 @@ import pytest
 from apt_ostree.layout import DPKG_DB
 from apt_ostree.system.status import package_tuple
 from tests.fixtures.aptrepo import AptRepo, SigningKey, build_deb, build_repo
+from tests.fixtures.daemon import start_daemon
 from tests.fixtures.debianbase import DebianSysroot, fixture_sources
 from tests.fixtures.deployments import sysroot_state
 from tests.fixtures.sysroot import apt_ostree, deployments_json
@@ -160,3 +161,20 @@ def test_upgrade_keeps_the_replacement_until_the_base_has_that_version(
     assert d["requested-base-remote-replacements"] == [["apt", [REPLACED]]]
     status = apt_ostree(layered.path, "status").stdout
     assert f"InactiveRemoteOverrides: {REPLACED}" in status
+
+
+def test_override_replace_by_name_goes_through_the_daemon(
+    bus: str, layered: DebianSysroot, tmp_path: Path
+) -> None:
+    daemon = start_daemon(bus, layered.path, tmp_path / "apt-ostreed.log")
+    try:
+        proc = daemon.cli("override", "replace", f"{REPLACED}={OLDER.version}")
+        assert proc.returncode == 0, proc.stderr
+        assert installed_version(deployment_dir(layered), REPLACED) == OLDER.version
+        d = deployments_json(layered.path)[0]
+        assert d["requested-base-remote-replacements"] == [["apt", [f"{REPLACED}={OLDER.version}"]]]
+        proc = daemon.cli("override", "reset", REPLACED)
+        assert proc.returncode == 0, proc.stderr
+        assert deployments_json(layered.path)[0]["checksum"] == layered.base_checksum
+    finally:
+        assert daemon.stop() == 0, daemon.log.read_text()
