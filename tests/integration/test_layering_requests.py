@@ -171,13 +171,6 @@ def test_replacing_a_package_that_is_not_in_the_base_is_an_error(
     assert_unchanged(layered)
 
 
-def test_override_replace_takes_files_not_names(layered: DebianSysroot) -> None:
-    proc = apt_ostree(layered.path, "override", "replace", REPLACED)
-    assert proc.returncode == 1
-    assert "local .deb files" in proc.stderr
-    assert_unchanged(layered)
-
-
 # -- --install / --uninstall with upgrade, deploy ----------------------------------------
 
 
