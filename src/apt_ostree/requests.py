@@ -98,6 +98,7 @@ METHODS = {
                 "uninstall-all": "b",
                 "override-remove": "as",
                 "override-replace-local": "ah",
+                "override-replace": "as",
                 "override-reset": "as",
                 "override-reset-all": "b",
                 "reset-layering": "b",
@@ -261,8 +262,8 @@ class Request:
             names.append("install-local-packages")
         if any(
             self.options.get(k)
-            for k in ("override-remove", "override-replace-local", "override-reset",
-                      "override-reset-all")
+            for k in ("override-remove", "override-replace-local", "override-replace",
+                      "override-reset", "override-reset-all")
         ):  # fmt: skip
             names.append("override")
         if not names:  # a PkgChange that asks for nothing: refused later, as empty

@@ -81,6 +81,7 @@ SEQUENCE = [
     ("cleanup", "-r"),
     ("cleanup", "-p", "-b"),
     ("uninstall", "nosuchpkg"),
+    ("override", "replace", "Bad_Name"),
     ("kargs", "--append=quiet2", "--lock-finalization"),
     ("finalize-deployment",),
     ("finalize-deployment", "--allow-missing-checksum"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -170,13 +171,6 @@ def test_replacing_a_package_that_is_not_in_the_base_is_an_error(
     assert_unchanged(layered)
 
 
-def test_override_replace_takes_files_not_names(layered: DebianSysroot) -> None:
-    proc = apt_ostree(layered.path, "override", "replace", REPLACED)
-    assert proc.returncode == 1
-    assert "local .deb files" in proc.stderr
-    assert_unchanged(layered)
-
-
 # -- --install / --uninstall with upgrade, deploy ----------------------------------------
 
 
@@ -195,11 +189,18 @@ def test_deploy_install_layers_the_package_on_the_new_base(
     fsck(layered.path)
 
 
-def _commit_on(sysroot: DebianSysroot, parent: str, branch: str, tmp_path: Path) -> str:
-    """A child commit of `parent` (one file more) on the local ref `branch`."""
-    extra = tmp_path / "extra-on-branch"
-    (extra / "usr/share").mkdir(parents=True)
-    (extra / "usr/share/newer-base-marker").write_text("newer base\n")
+def commit_on(
+    sysroot: DebianSysroot,
+    parent: str,
+    branch: str,
+    tmp_path: Path,
+    files: dict[str, str] | None = None,
+) -> str:
+    """A child commit of `parent` (a marker file more, and `files`) on the local ref `branch`."""
+    extra = Path(tempfile.mkdtemp(prefix="extra-on-branch-", dir=tmp_path))
+    for path, text in {"usr/share/newer-base-marker": "newer base\n", **(files or {})}.items():
+        (extra / path).parent.mkdir(parents=True, exist_ok=True)
+        (extra / path).write_text(text)
     return subprocess.run(
         ["ostree", f"--repo={sysroot.path}/ostree/repo", "commit", f"--branch={branch}",
          f"--parent={parent}", "--owner-uid=0", "--owner-gid=0",
@@ -208,23 +209,29 @@ def _commit_on(sysroot: DebianSysroot, parent: str, branch: str, tmp_path: Path)
     ).stdout.strip()  # fmt: skip
 
 
-def test_upgrade_install_applies_the_request_with_the_new_base(
-    layered: DebianSysroot, tmp_path: Path
-) -> None:
-    # The sysroot's own repository as a remote: its ref local-base is what upgrade pulls.
-    # The base commit is bound to its own ref, so local-base starts with a copy of its
-    # tree (a commit that a client following local-base accepts).
-    repo = layered.path / "ostree/repo"
+def rebase_on_local_base(sysroot: DebianSysroot) -> str:
+    """Rebase on `self:local-base`: the sysroot's own repository as a remote, whose ref
+    local-base is what upgrade then pulls. The base commit is bound to its own ref, so
+    local-base starts with a copy of its tree (a commit that a client following
+    local-base accepts); returns that commit."""
+    repo = sysroot.path / "ostree/repo"
     first = subprocess.run(
         ["ostree", f"--repo={repo}", "commit", "--branch=local-base", "--owner-uid=0",
-         "--owner-gid=0", f"--tree=ref={layered.base_checksum}", "-s", "local base"],
+         "--owner-gid=0", f"--tree=ref={sysroot.base_checksum}", "-s", "local base"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     subprocess.run(["ostree", f"--repo={repo}", "remote", "add", "--no-gpg-verify", "self",
                     f"file://{repo}"], check=True, capture_output=True)  # fmt: skip
-    rebased = apt_ostree(layered.path, "rebase", "self:local-base")
+    rebased = apt_ostree(sysroot.path, "rebase", "self:local-base")
     assert rebased.returncode == 0, rebased.stderr
-    newer = _commit_on(layered, first, "local-base", tmp_path)
+    return first
+
+
+def test_upgrade_install_applies_the_request_with_the_new_base(
+    layered: DebianSysroot, tmp_path: Path
+) -> None:
+    first = rebase_on_local_base(layered)
+    newer = commit_on(layered, first, "local-base", tmp_path)
     proc = apt_ostree(layered.path, "upgrade", "--install=dep-top")
     assert proc.returncode == 0, proc.stderr
     d = deployments_json(layered.path)[0]

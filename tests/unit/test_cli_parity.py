@@ -390,9 +390,9 @@ EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
     " apt-ostree does not wrap dpkg/apt",
     (("rebase",), "--experimental"): "rpm-ostree's gate for container/OCI rebases (OCI work)",
     (("override", "replace"), "--experimental"): "rpm-ostree's gate for --from/--freeze",
-    (("override", "replace"), "--freeze"): "rpm-ostree's experimental pinning from a repo",
-    (("override", "replace"), "--from"): "rpm-ostree's experimental override from a repo or"
-    " COPR/Koji build; Debian's sources are APT's",
+    (("override", "replace"), "--freeze"): "NAME=VERSION pins the version instead (docs/cli.md)",
+    (("override", "replace"), "--from"): "APT sources have no names to pick one by: NAME takes"
+    " the version apt chooses from all of them, pins included (docs/layering.md)",
     **{
         ((c,), o): "dnf repository options; APT sources are chosen by apt's own configuration"
         for c in ("install", "uninstall")

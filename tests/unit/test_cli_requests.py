@@ -71,8 +71,13 @@ def test_override_reset_a_resets_every_override(recorder: _Recorder) -> None:
     assert r.options == {"override-reset-all": True}
 
 
-def test_override_replace_by_name_is_refused_before_any_request(recorder: _Recorder) -> None:
-    with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert _run("override", "replace", "hostname") == 1
-    assert "not supported yet" in err.getvalue()
-    assert recorder.requests == []
+def test_override_replace_takes_names_and_local_debs_together(
+    recorder: _Recorder, tmp_path: Path
+) -> None:
+    deb = tmp_path / "hostname_99.0_amd64.deb"
+    deb.write_bytes(b"!<arch>\n")
+    assert _run("override", "replace", "bash=5.2-1", str(deb)) == 0
+    assert _run("override", "remove", "nano", "--replace", "bash=5.2-1", "--replace", str(deb)) == 0
+    for r in recorder.requests:
+        assert r.options["override-replace"] == ["bash=5.2-1"]
+        assert [p.label for p in r.options["override-replace-local"]] == [str(deb)]

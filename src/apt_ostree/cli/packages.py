@@ -54,13 +54,15 @@ def register(sub: Any) -> None:
     r = osub.add_parser("remove", help="remove packages of the base commit")
     r.add_argument("packages", nargs="+", metavar="PKG")
     r.add_argument(
-        "--replace", action="append", default=[], metavar="./FILE.deb",
-        help="also replace a base package by this local .deb (repeatable)",
+        "--replace", action="append", default=[], metavar="PKG",
+        help="also replace a base package by a local .deb or from the APT sources (repeatable)",
     )  # fmt: skip
     _common(r, exit_77=False)
     r.set_defaults(func=cmd_override_remove)
-    r = osub.add_parser("replace", help="replace base packages by local .deb files")
-    r.add_argument("packages", nargs="+", metavar="./FILE.deb")
+    r = osub.add_parser(
+        "replace", help="replace base packages (./FILE.deb, or NAME[=VERSION] from the sources)"
+    )
+    r.add_argument("packages", nargs="+", metavar="PKG")
     _packages_option(r, "--remove", "also remove this base package (repeatable)")
     _common(r, exit_77=False)
     r.set_defaults(func=cmd_override_replace)
@@ -179,14 +181,14 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     return _run(args, names, list(args.packages), options)
 
 
-def _replacements(debs: list[str]) -> dict[str, Any]:
-    names = [p for p in debs if not is_local_deb(p)]
-    if names:
-        raise AptOstreeError(
-            f'override replace takes local .deb files, not package names: "{names[0]}"'
-            " (replacing from the APT sources is not supported yet)"
-        )
-    return {"override-replace-local": open_local_packages(debs)} if debs else {}
+def _replacements(packages: list[str]) -> dict[str, Any]:
+    """Replacements of base packages: local .deb files, and NAME[=VERSION] from the sources."""
+    options: dict[str, Any] = {}
+    if names := [p for p in packages if not is_local_deb(p)]:
+        options["override-replace"] = names
+    if debs := [p for p in packages if is_local_deb(p)]:
+        options["override-replace-local"] = open_local_packages(debs)
+    return options
 
 
 def cmd_override_remove(args: argparse.Namespace) -> int:

@@ -90,12 +90,9 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
                                for p in d["base-removals"])  # fmt: skip
             lines.append(_field("RemovedBasePackages", removed))
         if d["base-local-replacements"]:
-            # [new, old] package tuples; the version is the middle part of name_version_arch
-            replaced = ", ".join(
-                f"{new[1]} {old[0].split('_')[1]} -> {new[0].split('_')[1]}"
-                for new, old in d["base-local-replacements"]
-            )
+            replaced = _replacements(d["base-local-replacements"])
             lines.append(_field("ReplacedBasePackages", replaced))
+        lines += _remote_overrides(d)
         for key, label in (
             ("packages", "LayeredPackages"),
             ("requested-local-packages", "LocalPackages"),
@@ -158,3 +155,29 @@ def _pending(status: dict[str, Any]) -> bool:
         return False
     booted = any(d["booted"] for d in deployments)
     return bool(deployments[0]["staged"] or (booted and not deployments[0]["booted"]))
+
+
+def _replacements(pairs: list[list[list[Any]]]) -> str:
+    """`name old -> new, ...` of [new, old] package tuples (the version is the middle
+    part of name_version_arch)."""
+    return ", ".join(
+        f"{new[1]} {old[0].split('_')[1]} -> {new[0].split('_')[1]}" for new, old in pairs
+    )
+
+
+def _remote_overrides(d: dict[str, Any]) -> list[str]:
+    """Base packages replaced from the APT sources, and the requests that are inactive
+    (the base has that version, or the sources nothing newer)."""
+    lines, active = [], set()
+    for pairs in d.get("base-remote-replacements", {}).values():
+        lines.append(_field("RemoteOverrides", _replacements(pairs)))
+        active |= {new[1] for new, _ in pairs}
+    inactive = [
+        spec
+        for _, specs in d.get("requested-base-remote-replacements", [])
+        for spec in specs
+        if spec.split("=", 1)[0].split(":", 1)[0] not in active
+    ]
+    if inactive:
+        lines.append(_field("InactiveRemoteOverrides", " ".join(inactive)))
+    return lines

@@ -26,6 +26,7 @@ from apt_ostree.debian.depends import (
 from apt_ostree.debian.fetch import cache_name
 from apt_ostree.debian.indexes import archive_location
 from apt_ostree.debian.packages import PackageInfo
+from apt_ostree.debian.remotereplace import remote_replacement
 from apt_ostree.errors import ResolveError
 
 if TYPE_CHECKING:
@@ -44,8 +45,15 @@ class _Layer:
     removed: dict[int, apt_pkg.Package]
     requested: dict[int, apt_pkg.Package]
     chosen: dict[int, apt_pkg.Version]
-    # Base packages that a local .deb replaces (override replace); also in `requested`.
+    # Base packages that a local .deb or the sources replace (override replace);
+    # also in `requested`.
     replaced: dict[int, apt_pkg.Package] = dataclasses.field(default_factory=dict)
+    # Those of `replaced` whose new version comes from the sources.
+    remote: set[int] = dataclasses.field(default_factory=set)
+
+    def label(self, pkg: apt_pkg.Package) -> str:
+        """How a message names where a replacement of `pkg` comes from."""
+        return "" if pkg.id in self.remote else " (local)"
 
     def candidate(self, pkg: apt_pkg.Package) -> apt_pkg.Version | None:
         """The version the layer would install of `pkg`: a local .deb's, else apt's choice."""
@@ -261,7 +269,8 @@ def _replacement_dependency(layer: _Layer, pkg: apt_pkg.Package) -> str | None:
                 new = layer.candidate(target)
                 wanted = " | ".join(describe_dep(d) for d in group)
                 return (
-                    f'package "{target.name}" {new.ver_str if new else "?"} (local) cannot '
+                    f'package "{target.name}" {new.ver_str if new else "?"}{layer.label(target)} '
+                    "cannot "
                     f'replace {target.current_ver.ver_str} in the base commit: "{pkg.name}" '
                     f"{pkg.current_ver.ver_str} in the base commit depends on it "
                     f"({FIELD_NAMES.get(kind, kind)}: {wanted})"
@@ -269,7 +278,8 @@ def _replacement_dependency(layer: _Layer, pkg: apt_pkg.Package) -> str | None:
     for field, conflicting in conflict_targets(pkg.current_ver):
         if conflicting.parent_pkg.id in layer.replaced and layer.present(conflicting):
             return (
-                f'package "{conflicting.parent_pkg.name}" {conflicting.ver_str} (local) cannot '
+                f'package "{conflicting.parent_pkg.name}" {conflicting.ver_str}'
+                f"{layer.label(conflicting.parent_pkg)} cannot "
                 f'replace the base commit\'s version: "{pkg.name}" {pkg.current_ver.ver_str} '
                 f"in the base commit {CONFLICTS[field]} it"
             )
@@ -477,6 +487,20 @@ def resolve_layer_marked(request: dict[str, Any], local: LocalRepo | None) -> di
             continue
         requested[pkg.id] = pkg
         chosen[pkg.id] = local_ver
+    remote: set[int] = set()
+    for spec in request.get("replace", []):
+        found = remote_replacement(
+            cache, depcache.policy, spec, arch, removed=set(removed),
+            inactive_ok=request["allow_inactive"], local=local,
+        )  # fmt: skip
+        if found is None:
+            continue
+        pkg, new_ver = found
+        if pkg.id in replaced:
+            raise ResolveError(f'package "{pkg.name}" is replaced twice')
+        requested[pkg.id] = replaced[pkg.id] = pkg
+        chosen[pkg.id] = new_ver
+        remote.add(pkg.id)
     if inactive and not request["allow_inactive"]:
         if len(inactive) == 1:
             raise ResolveError(
@@ -488,7 +512,7 @@ def resolve_layer_marked(request: dict[str, Any], local: LocalRepo | None) -> di
             f"packages {names} are already in the base commit; "
             "use --allow-inactive to request them anyway"
         )
-    layer = _Layer(cache, depcache, base, removed, requested, chosen, replaced)
+    layer = _Layer(cache, depcache, base, removed, requested, chosen, replaced, remote)
     _mark_layer(layer)
     if problems := _layer_problems(layer):
         raise ResolveError("; ".join(problems))
@@ -509,7 +533,7 @@ def resolve_layer_marked(request: dict[str, Any], local: LocalRepo | None) -> di
             "requested": pkg.id in requested,
             "replaces": pkg.current_ver.ver_str if pkg.id in replaced else None,
         }
-        if pkg.id in chosen:
+        if pkg.id in chosen and pkg.id not in remote:
             deb = by_name[pkg.name]
             entry |= {
                 "uri": Path(deb.path).as_uri(),

@@ -124,6 +124,7 @@ def resolve_layer(
     remove: Sequence[str] = (),
     local_debs: Sequence[Path] = (),
     replace_local: Sequence[Path] = (),
+    replace: Sequence[str] = (),
     allow_inactive: bool = False,
     recommends: bool = False,
     refresh: bool = True,
@@ -145,6 +146,9 @@ def resolve_layer(
     name by their version (override replace); a package that is not in the
     base is an error, and so is one of the base's own version (unless
     `allow_inactive`: then the replacement is inactive and left out).
+    `replace` are NAME or NAME=VERSION: the base package NAME replaced by the
+    version of `stanzas` apt would choose when it is newer than the base's, or
+    by VERSION (remotereplace.py); inactive in the same cases.
 
     With `refresh`, the index files are brought up to date first (as
     resolve_tree does); without, cached ones are used and only missing ones
@@ -169,6 +173,7 @@ def resolve_layer(
         remove=list(remove),
         local_debs=[str(deb) for deb in debs],
         replace_local=[str(deb) for deb in replacements],
+        replace=list(replace),
         allow_inactive=allow_inactive,
         recommends=recommends,
         refresh=refresh,

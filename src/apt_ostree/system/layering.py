@@ -48,6 +48,7 @@ from apt_ostree.treefs import Tree, TreeError
 BASE_KEY = "apt-ostree.base-checksum"
 PACKAGES_KEY = "apt-ostree.packages"
 REPLACED_KEY = "apt-ostree.replaced-base-packages"
+REMOTE_REPLACED_KEY = "apt-ostree.replaced-base-remote-packages"
 USER_FILES = ("passwd", "group", "shadow", "gshadow")
 SYSUSERS_CONF = "usr/lib/sysusers.d/apt-ostree-layer.conf"
 
@@ -309,7 +310,8 @@ def build_layer(
     """Resolve, fetch and install the origin's request on `base`; commit the layer.
 
     `local_debs` are the origin's local packages (`requested-local`),
-    `replace_debs` its replacements of base packages (`replace-local`).
+    `replace_debs` its replacements of base packages (`replace-local`); the
+    replacements from the APT sources (`replace`) are in `origin`.
 
     The caller holds the sysroot lock and deploys the returned commit.
     """
@@ -327,6 +329,7 @@ def build_layer(
             remove=origin.removed_base,
             local_debs=local_debs,
             replace_local=replace_debs or [],
+            replace=origin.replaced_remote,
             allow_inactive=allow_inactive,
             # -C: neither package lists nor packages are downloaded (as rpm-ostree's -C).
             refresh=not cache_only,
@@ -443,7 +446,8 @@ def _install_layer(
         "apt-ostree.layered-packages": layered,
         "apt-ostree.removed-base-packages": sorted(n for n in removed if n in base_names),
         # (name, version in the base, version that replaces it)
-        REPLACED_KEY: _replacements_variant(replaced),
+        REPLACED_KEY: _replacements_variant([p for p in replaced if p.local_path is not None]),
+        REMOTE_REPLACED_KEY: _replacements_variant([p for p in replaced if p.local_path is None]),
     }
     base_info = ostree_repo.read_commit(sysroot.repo, base)
     for key in ("version", "ostree.bootable", "ostree.linux"):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apt_ostree.debian.remotereplace import parse_replacement
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.requests import LocalPackage, Request, RequestError
 
@@ -291,13 +292,15 @@ def _pkg_change(request: Request) -> Run:
     install, uninstall = list(request.arg("install")), list(request.arg("uninstall"))
     removals = request.strings("override-remove")
     resets = request.strings("override-reset")
-    _check_names("PkgChange", install + uninstall + removals + resets)
+    remote = request.strings("override-replace")
+    _check_names("PkgChange", install + uninstall + removals + resets + remote)
+    for spec in remote:
+        parse_replacement(spec)
     local = request.local("install-local-packages")
     replacements = request.local("override-replace-local")
     flags = ("uninstall-all", "override-reset-all", "reset-layering")
-    if not (install or uninstall or removals or resets or local or replacements) and not any(
-        request.flag(f) for f in flags
-    ):
+    asked = install or uninstall or removals or resets or local or replacements or remote
+    if not asked and not any(request.flag(f) for f in flags):
         raise RequestError("PkgChange: name packages to install or uninstall")
     dry_run, download_only = request.flag("dry-run"), request.flag("download-only")
     cache_only = request.flag("cache-only")
@@ -316,6 +319,7 @@ def _pkg_change(request: Request) -> Run:
                 uninstall_all=request.flag("uninstall-all"),
                 remove_base=removals,
                 replace_local=list(replacement_files),
+                replace_remote=remote,
                 reset_removals=resets,
                 reset_all_overrides=request.flag("override-reset-all"),
                 reset_layering=request.flag("reset-layering"),

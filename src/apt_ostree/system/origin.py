@@ -8,6 +8,7 @@ container-image-reference=ostree-unverified-registry:IMAGE   (instead, for an im
 requested=a;b;
 [overrides]
 remove=c;
+replace=d;e=1.2-3;            (override replace NAME[=VERSION] from the APT sources)
 [apt-ostree]
 ...
 """
@@ -47,6 +48,8 @@ class Origin:
     requested_local: list[str] = field(default_factory=list)
     removed_base: list[str] = field(default_factory=list)
     replaced_local: list[str] = field(default_factory=list)
+    # NAME or NAME=VERSION: base packages replaced from the machine's APT sources.
+    replaced_remote: list[str] = field(default_factory=list)
     # The commit the deployment was made from when not the ref's tip (deploy REV).
     override_commit: str | None = None
     # (URL, description) from `rebase --custom-origin-url/--custom-origin-description`:
@@ -73,7 +76,7 @@ class Origin:
     def layered(self) -> bool:
         return bool(
             self.requested_packages or self.requested_local or self.removed_base
-            or self.replaced_local
+            or self.replaced_local or self.replaced_remote
         )  # fmt: skip
 
     @classmethod
@@ -90,6 +93,7 @@ class Origin:
             ("origin", IMAGE_KEY),
             ("packages", "requested"), ("packages", "requested-local"),
             ("overrides", "remove"), ("overrides", "replace-local"),
+            ("overrides", "replace"),
         }  # fmt: skip
         extra: dict[str, dict[str, str]] = {}
         for group, values in sections.items():
@@ -102,6 +106,7 @@ class Origin:
             requested_local=_split_list(packages.get("requested-local", "")),
             removed_base=_split_list(overrides.get("remove", "")),
             replaced_local=_split_list(overrides.get("replace-local", "")),
+            replaced_remote=_split_list(overrides.get("replace", "")),
             override_commit=o.get("override-commit") or None,
             custom_origin=(
                 (o["custom-url"], o.get("custom-description", "")) if o.get("custom-url") else None
@@ -126,12 +131,15 @@ class Origin:
                 sections["packages"]["requested"] = ";".join(self.requested_packages) + ";"
             if self.requested_local:
                 sections["packages"]["requested-local"] = ";".join(self.requested_local) + ";"
-        if self.removed_base or self.replaced_local:
-            sections["overrides"] = {}
-            if self.removed_base:
-                sections["overrides"]["remove"] = ";".join(self.removed_base) + ";"
-            if self.replaced_local:
-                sections["overrides"]["replace-local"] = ";".join(self.replaced_local) + ";"
+        overrides = {
+            "remove": self.removed_base,
+            "replace-local": self.replaced_local,
+            "replace": self.replaced_remote,
+        }
+        if any(overrides.values()):
+            sections["overrides"] = {
+                key: ";".join(values) + ";" for key, values in overrides.items() if values
+            }
         for group, values in self.extra.items():
             sections.setdefault(group, {}).update(values)
         return sections

@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree.debian.remotereplace import parse_replacement
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.reporter import NullReporter, Reporter
@@ -30,6 +31,8 @@ class PackageChange:
     uninstall_all: bool = False
     remove_base: list[str] = field(default_factory=list)
     replace_local: list[Path] = field(default_factory=list)
+    # NAME or NAME=VERSION: base packages replaced from the APT sources.
+    replace_remote: list[str] = field(default_factory=list)
     # Names whose override (remove or replace) is reset.
     reset_removals: list[str] = field(default_factory=list)
     reset_all_overrides: bool = False
@@ -111,12 +114,18 @@ def _local_name(entry: str) -> str:
     return entry.split(":", 1)[1].split("_", 1)[0]
 
 
+def _remote_name(spec: str) -> str:
+    """The package name of a replacement from the sources (NAME[:ARCH][=VERSION])."""
+    return parse_replacement(spec)[0]
+
+
 def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Origin:
     """The new origin; errors for requests that make no sense."""
     requested = list(origin.requested_packages)
     local = list(origin.requested_local)
     removed = list(origin.removed_base)
     replaced = list(origin.replaced_local)
+    remote = list(origin.replaced_remote)
     if change.reset_layering:
         requested, local = [], []
     if change.uninstall_all:
@@ -139,12 +148,14 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
         if entry not in local:
             local.append(entry)
     if change.reset_all_overrides:
-        removed, replaced = [], []
+        removed, replaced, remote = [], [], []
     for name in change.reset_removals:
         if name in removed:
             removed.remove(name)
         elif any(_local_name(e) == name for e in replaced):
             replaced = [e for e in replaced if _local_name(e) != name]
+        elif any(_remote_name(e) == name for e in remote):
+            remote = [e for e in remote if _remote_name(e) != name]
         else:
             raise PackageRequestError(f'no override for package "{name}"')
     for name in change.remove_base:
@@ -157,13 +168,20 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
         entry = _store_local(sysroot, path, change.labels.get(path))
         # A new replacement of a package takes the place of the previous one.
         replaced = [e for e in replaced if _local_name(e) != _local_name(entry)]
+        remote = [e for e in remote if _remote_name(e) != _local_name(entry)]
         replaced.append(entry)
+    for spec in change.replace_remote:
+        name = _remote_name(spec)
+        replaced = [e for e in replaced if _local_name(e) != name]
+        remote = [e for e in remote if _remote_name(e) != name]
+        remote.append(spec)
     return dataclasses.replace(
         origin,
         requested_packages=requested,
         requested_local=local,
         removed_base=removed,
         replaced_local=replaced,
+        replaced_remote=remote,
     )
 
 

@@ -13,13 +13,19 @@ from apt_ostree.system.sysroot import Sysroot
 
 PACKAGES_KEY = "apt-ostree.packages"
 BASE_KEY = "apt-ostree.base-checksum"
+REPLACED_KEY = "apt-ostree.replaced-base-packages"
+REMOTE_REPLACED_KEY = "apt-ostree.replaced-base-remote-packages"
+# The source of every remote replacement, in rpm-ostree's `requested-base-remote-replacements`
+# and `base-remote-replacements`: the machine's APT sources (rpm-ostree names a repo).
+REMOTE_SOURCE = "apt"
 # Commit metadata that status shows under its own keys, or that is too big to show
 # (rpm-ostree's filter_commit_meta drops its package list the same way).
 FILTERED_META = (
     PACKAGES_KEY,
     "apt-ostree.layered-packages",
     "apt-ostree.removed-base-packages",
-    "apt-ostree.replaced-base-packages",
+    REPLACED_KEY,
+    REMOTE_REPLACED_KEY,
 )
 
 
@@ -86,6 +92,7 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         arch = base_packages.get(name, ("", ""))[1]
         return [package_tuple(name, new, arch), package_tuple(name, old, arch)]
 
+    remote = [replaced(*entry) for entry in meta.get(REMOTE_REPLACED_KEY, [])]
     status: dict[str, Any] = {
         "id": d.id,
         "osname": d.osname,
@@ -107,12 +114,16 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         "requested-local-packages": origin.requested_local if origin else [],
         "requested-base-removals": origin.removed_base if origin else [],
         "requested-base-local-replacements": origin.replaced_local if origin else [],
+        # rpm-ostree's (source, packages) pairs; the one source is the machine's APT sources.
+        "requested-base-remote-replacements": (
+            [[REMOTE_SOURCE, origin.replaced_remote]] if origin and origin.replaced_remote else []
+        ),
         "packages": list(meta.get("apt-ostree.layered-packages", [])),
         # rpm-ostree's shapes: package tuples, and [new, old] pairs of them
         "base-removals": [removed(n) for n in meta.get("apt-ostree.removed-base-packages", [])],
-        "base-local-replacements": [
-            replaced(*entry) for entry in meta.get("apt-ostree.replaced-base-packages", [])
-        ],
+        "base-local-replacements": [replaced(*entry) for entry in meta.get(REPLACED_KEY, [])],
+        # rpm-ostree's {source: [[new, old], ...]}
+        "base-remote-replacements": {REMOTE_SOURCE: remote} if remote else {},
         "base-commit-meta": commit_meta_json(base_meta),
         "regenerate-initramfs": False,
         "initramfs-args": [],
