@@ -64,6 +64,12 @@ def _daemon_error(e: GLib.Error) -> DaemonError:
 # under load) the first call after boot can time out although the daemon comes
 # up. Asking again waits for the same start job; after this many tries, give up.
 ACTIVATION_ATTEMPTS = 4
+# How long a call waits for its reply. GDBus's default (25 s) is shorter than a
+# D-Bus activation of apt-ostreed on a slow machine (the call waits in dbus-daemon
+# until the daemon has started) and than a person answering polkit's password
+# prompt; a timed-out call cannot be retried (the daemon may have made its
+# transaction), so wait long enough instead.
+CALL_TIMEOUT_MS = 10 * 60 * 1000
 
 
 def _activation_timed_out(name: str, message: str) -> bool:
@@ -116,7 +122,7 @@ class DaemonClient(Client):
     """apt-ostreed on `bus`. GLib is imported, and the connection made, on the first call
     that needs them: `status` speaks the wire protocol itself (client/wire.py)."""
 
-    def __init__(self, bus: str = "system", *, timeout_ms: int = -1) -> None:
+    def __init__(self, bus: str = "system", *, timeout_ms: int = CALL_TIMEOUT_MS) -> None:
         self.bus = bus
         self.timeout_ms = timeout_ms
         self._connection: Gio.DBusConnection | None = None
