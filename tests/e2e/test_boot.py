@@ -737,8 +737,11 @@ def test_rebase_to_an_oci_layout_boots_the_image_and_upgrades_fetch_changed_laye
     changed = _new_layers(updates.layout, "stable", "next")
     assert 0 < len(changed) < 4
     mount_updates(vm)
-    vm.run(f"mount -o remount,rw {UPDATES}")
-    vm.run(f"cd {UPDATES}/{OCI} && cp {MOVED_INDEX} index.json && sync")
+    # The disk is read-only: the moved index goes into an overlay on the layout.
+    layout = f"{UPDATES}/{OCI}"
+    overlay = f"lowerdir={layout},upperdir=/run/oci-upper,workdir=/run/oci-work"
+    vm.run(f"mkdir -p /run/oci-upper /run/oci-work && mount -t overlay -o {overlay} overlay"
+           f" {layout} && cp {layout}/{MOVED_INDEX} {layout}/index.json")  # fmt: skip
     # Digests compared, nothing fetched yet (the later build's version: _update_commit).
     check = vm.run("apt-ostree upgrade --check")
     assert f"{updates.version}.1" in check, check
