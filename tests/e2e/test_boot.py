@@ -40,15 +40,20 @@ from typing import Any
 
 import pytest
 
-from apt_ostree.compose.accounts import SYSUSERS_CONF
 from apt_ostree.compose.diskimage import DiskImageRequest, build_disk_image
 from apt_ostree.debian.resolve import fetch_packages, resolve_layer
 from apt_ostree.debian.sources import host_sources, sources_for_suite
-from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
-from apt_ostree.ostree.signing import regenerate_summary
 from apt_ostree.reporter import NullReporter
 from tests.fixtures.aptrepo import DebSpec, build_deb, build_repo, make_signing_key
+from tests.fixtures.bootupdates import (
+    MOVED_INDEX,
+    NEW_USER,
+    UPDATE_MARKER,
+    new_layers,
+    oci_layout,
+    update_commit,
+)
 from tests.fixtures.sysroot import apt_ostree
 from tests.fixtures.vm import VM
 
@@ -90,11 +95,6 @@ GRANT_RULES = (
     'polkit.addRule(function(action, subject) { if (subject.user == "tester" &&'
     ' action.id == "org.aptostree.dev.install-uninstall-packages") return polkit.Result.YES; });'
 )
-# What the update commit adds on top of the image's commit.
-UPDATE_MARKER = "usr/share/apt-ostree-test/update"
-# ... and a new system user, as a base upgrade's new package would bring (passwd,
-# group and sysusers.d, as compose writes them).
-NEW_USER = ("vm-update-svc", 917)
 # An account the administrator adds before the upgrade: /etc/passwd is then the
 # machine's own, which ostree's /etc merge keeps.
 LOCAL_USER = "alice"
@@ -102,8 +102,6 @@ LOCAL_USER = "alice"
 # later build of it (tag `next`) that changes only unpackaged content.
 OCI = "oci"
 OCI_IMAGE = f"ostree-unverified-image:oci:{UPDATES}/{OCI}:stable"
-REF_NAME = "org.opencontainers.image.ref.name"
-MOVED_INDEX = "index-stable-moved.json"
 ETC_EDIT = "edited by the administrator before the upgrade"
 # The layered package's postinst writes into /usr, as real ones do.
 POSTINST = """#!/bin/sh
@@ -156,33 +154,6 @@ class Updates:
     layout: Path | None  # the OCI layout on the disk, as the host wrote it
 
 
-def _oci_layout(repo: OSTree.Repo, path: Path, ref: str, update: str, work: Path,
-                layout: Path) -> Path:  # fmt: skip
-    """The update commit encapsulated (tag `stable`), and a later commit that changes
-    only the marker (tag `next`), split as the first build was."""
-    next_ref = "oci/next"
-    _update_commit(repo, next_ref, update, work, new_user=False)
-    reuse = ["--previous-build-manifest", f"oci:{layout}:stable"]
-    for rev, tag, previous in ((ref, "stable", []), (next_ref, "next", reuse)):
-        start = time.monotonic()
-        proc = apt_ostree(None, "compose", "container-encapsulate", "--repo", path, *previous,
-                          rev, f"oci:{layout}:{tag}")  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        timed(f"compose container-encapsulate ({tag})", start)
-    # The index once `stable` has moved to the later build, for the machine to copy.
-    index = json.loads((layout / "index.json").read_text())
-    (later,) = [m for m in index["manifests"] if _tag(m) == "next"]
-    moved = dict(later, annotations=dict(later["annotations"], **{REF_NAME: "stable"}))
-    index["manifests"] = [later, moved]
-    (layout / MOVED_INDEX).write_text(json.dumps(index))
-    return layout
-
-
-def _tag(descriptor: dict[str, Any]) -> str | None:
-    tag: str | None = descriptor.get("annotations", {}).get(REF_NAME)
-    return tag
-
-
 # The host key fingerprint of each firmware's machine after its first boot with sshd.
 HOST_KEYS: dict[str, str] = {}
 
@@ -218,49 +189,6 @@ def boot_commit(target: Target, apt_ostree_deb: Path) -> str:
     checksum = ostree_repo.resolve_ref(ostree_repo.open_repo(BOOT_REPO), target.ref)
     assert checksum is not None
     return checksum
-
-
-def _new_user_files(repo: OSTree.Repo, base: str, upper: Path) -> None:
-    """The base's account files with NEW_USER added, written below `upper`."""
-    name, uid = NEW_USER
-    lines = {
-        "usr/etc/passwd": f"{name}:x:{uid}:{uid}:test service:/nonexistent:/usr/sbin/nologin",
-        "usr/etc/group": f"{name}:x:{uid}:",
-        # As compose writes them: the group first, then the user in it.
-        SYSUSERS_CONF: f"g {name} {uid}\n"
-        f'u {name} {uid}:{uid} "test service" /nonexistent /usr/sbin/nologin',
-    }
-    for path, line in lines.items():
-        old = (ostree_repo.read_commit_file(repo, base, path) or b"").decode()
-        assert old, f"the image's commit has no {path}"
-        (upper / path).parent.mkdir(parents=True, exist_ok=True)
-        (upper / path).write_text(old + line + "\n")
-
-
-def _update_commit(
-    repo: OSTree.Repo, ref: str, base: str, workdir: Path, *, new_user: bool = True
-) -> tuple[str, str]:
-    """A newer commit on `ref`: the base's tree and metadata, a marker file with the
-    new version, and (`new_user`) a new system user."""
-    _, commit = repo.load_variant(OSTree.ObjectType.COMMIT, base)
-    packed = commit.get_child_value(0)
-    metadata: dict[str, Any] = {}
-    for i in range(packed.n_children()):
-        entry = packed.get_child_value(i)
-        metadata[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
-    version = metadata["version"].get_string() + ".1"
-    metadata["version"] = GLib.Variant("s", version)
-    upper = workdir / f"upper-{version}"
-    marker = upper / UPDATE_MARKER
-    marker.parent.mkdir(parents=True)
-    marker.write_text(f"{version}\n")
-    if new_user:
-        _new_user_files(repo, base, upper)
-    checksum = ostree_repo.commit_layer(repo, base, upper, [], subject=f"update to {version}",
-                                        metadata=metadata)  # fmt: skip
-    repo.set_ref_immediate(None, ref, checksum, None)
-    regenerate_summary(repo)
-    return checksum, version
 
 
 def _debs_beyond_the_image(
@@ -302,10 +230,10 @@ def updates(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathF
     subprocess.run(["ostree", f"--repo={top / 'ostree'}", "pull-local", BOOT_REPO, target.ref],
                    check=True, capture_output=True)  # fmt: skip
     repo = ostree_repo.open_repo(top / "ostree")
-    checksum, version = _update_commit(repo, target.ref, boot_commit, work)
+    checksum, version = update_commit(repo, target.ref, boot_commit, work)
     layout = None
     if target.firmware == "uefi":  # where the OCI test runs (see there)
-        layout = _oci_layout(repo, top / "ostree", target.ref, checksum, work, top / OCI)
+        layout = oci_layout(repo, top / "ostree", target.ref, checksum, work, top / OCI)
     disk = work / "updates.raw"
     subprocess.run(["mkfs.ext4", "-q", "-L", "updates", "-d", top, disk, "2G"], check=True)
     timed("updates disk (APT repo, OSTree repo, OCI layout)", start)
@@ -703,19 +631,6 @@ def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:
     vm.run("rm -f /boot/filler")
 
 
-def _new_layers(layout: Path, old_tag: str, new_tag: str) -> list[dict[str, Any]]:
-    """The layers of the image tagged `new_tag` that the one tagged `old_tag` lacks."""
-
-    def manifest(tag: str) -> dict[str, Any]:
-        index = json.loads((layout / "index.json").read_text())
-        (desc,) = [m for m in index["manifests"] if _tag(m) == tag]
-        blob = layout / "blobs" / Path(*desc["digest"].split(":"))
-        return dict(json.loads(blob.read_text()), digest=desc["digest"])
-
-    old = {layer["digest"] for layer in manifest(old_tag)["layers"]}
-    return [layer for layer in manifest(new_tag)["layers"] if layer["digest"] not in old]
-
-
 def test_rebase_to_an_oci_layout_boots_the_image_and_upgrades_fetch_changed_layers(
     vm: VM, updates: Updates
 ) -> None:
@@ -734,7 +649,7 @@ def test_rebase_to_an_oci_layout_boots_the_image_and_upgrades_fetch_changed_laye
     assert now["packages"] == LAYERED and vm.run(PACKAGE) == "hello from a layered package"
 
     # The tag moves to a later build: the upgrade fetches the layers that changed.
-    changed = _new_layers(updates.layout, "stable", "next")
+    changed = new_layers(updates.layout, "stable", "next")
     assert 0 < len(changed) < 4
     mount_updates(vm)
     # The disk is read-only: the moved index goes into an overlay on the layout.
