@@ -24,9 +24,15 @@ def _run(tmp_path: Path, cmdline: str) -> list[dict[str, object]]:
         boot.symlink_to(f"../../../deploy/debian/deploy/{DEPLOYMENT}")
     var.mkdir(exist_ok=True)
     (tmp_path / "cmdline").write_text(cmdline + "\n")
+    # A root of its own (bubblewrap's tmpfs): the host gets no /ostree, and the
+    # script stays reachable wherever the checkout is (under /var too).
     subprocess.run(
-        ["bwrap", "--dev-bind", "/", "/", "--bind", ostree, "/ostree", "--bind", var, "/var",
-         "--ro-bind", tmp_path / "cmdline", "/proc/cmdline", SCRIPT],
+        ["bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+         "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib",
+         "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev",
+         "--bind", ostree, "/ostree", "--bind", var, "/var",
+         "--ro-bind", tmp_path / "cmdline", "/proc/cmdline",
+         "--ro-bind", SCRIPT, "/record-boot", "/record-boot"],
         check=True,
     )  # fmt: skip
     record = var / "lib/apt-ostree/boots"
