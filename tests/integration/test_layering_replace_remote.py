@@ -24,6 +24,7 @@ from tests.integration.test_layering_requests import (
     commit_on,
     installed_version,
     rebase_on_local_base,
+    replace_base_package,
 )
 
 NEWEST = dataclasses.replace(REPLACEMENT, version="99.1-fixture", depends="dep-bottom")
@@ -57,11 +58,7 @@ def test_override_replace_by_name_installs_the_newest_version_of_the_sources(
     layered: DebianSysroot,
 ) -> None:
     old = base_version(layered, REPLACED)
-    proc = apt_ostree(layered.path, "override", "replace", REPLACED)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{REPLACED} {old} -> {NEWEST.version}" in proc.stdout
-    tree = assert_healthy(layered)
-    assert installed_version(tree, REPLACED) == NEWEST.version
+    tree = replace_base_package(layered, REPLACED, NEWEST.version)
     # What the new version needs comes from the sources too.
     assert dpkg(tree, "-s", "dep-bottom").returncode == 0
     assert origin_overrides(layered) == [f"replace={REPLACED};"]

@@ -105,15 +105,23 @@ def test_refresh_md_of_an_unreachable_source_is_a_one_line_error(
 # -- override replace -----------------------------------------------------------------
 
 
+def replace_base_package(layered: DebianSysroot, what: str | Path, version: str) -> Path:
+    """`override replace WHAT` of REPLACED: it says so and `version` is installed; the
+    new deployment's tree."""
+    old = base_version(layered, REPLACED)
+    proc = apt_ostree(layered.path, "override", "replace", what)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{REPLACED} {old} -> {version}" in proc.stdout
+    tree = assert_healthy(layered)
+    assert installed_version(tree, REPLACED) == version
+    return tree
+
+
 def test_override_replace_installs_the_local_version_of_a_base_package(
     layered: DebianSysroot, replacement_deb: Path
 ) -> None:
     old = base_version(layered, REPLACED)
-    proc = apt_ostree(layered.path, "override", "replace", replacement_deb)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{REPLACED} {old} -> {REPLACEMENT.version}" in proc.stdout
-    tree = assert_healthy(layered)
-    assert installed_version(tree, REPLACED) == REPLACEMENT.version
+    tree = replace_base_package(layered, replacement_deb, REPLACEMENT.version)
     assert (tree / "usr/bin/hostname").read_text() == "#!/bin/sh\necho fixture-host\n"
     d = deployments_json(layered.path)[0]
     assert [e.split(":", 1)[1] for e in d["requested-base-local-replacements"]] == [
