@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-from pathlib import Path
 from typing import Any
 
+from apt_ostree.client import BOOTED_FLAG
 from apt_ostree.errors import AptOstreeError
 
 
@@ -28,9 +28,6 @@ def register(sub: Any) -> None:
     mode.add_argument("--hotfix", action="store_true", help="keep the changes across reboots")
     mode.add_argument("--transient", action="store_true", help="mount the overlay read-only")
     p.set_defaults(func=cmd_usroverlay)
-
-
-BOOTED_FLAG = Path("/run/ostree-booted")
 
 
 def cmd_usroverlay(args: argparse.Namespace) -> int:
