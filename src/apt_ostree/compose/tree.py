@@ -130,6 +130,16 @@ def _previous_accounts(
     return accounts.previous_accounts(ostree_repo.open_repo(repo_path), previous.checksum)
 
 
+def treefile_sources(treefile: Treefile) -> list[str]:
+    """The APT sources a treefile composes from: its own, else the host's mirrors
+    for the release it names (that release's pockets too), else the host's."""
+    if treefile.sources is not None:
+        return treefile.sources
+    if treefile.suite:
+        return sources_for_suite(host_sources(), treefile.suite)
+    return host_sources()
+
+
 def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter) -> ComposeResult:
     ostree_repo.check_repo_path(options.repo)
     reason = ostree_repo.validate_ref(treefile.ref)
@@ -138,13 +148,7 @@ def compose_tree(treefile: Treefile, options: ComposeOptions, reporter: Reporter
     if options.signer is not None and not options.dry_run:
         check_signer(options.signer)
     cachedir = options.cachedir or DEFAULT_CACHEDIR
-    if treefile.sources is not None:
-        stanzas = treefile.sources
-    elif treefile.suite:
-        # The host's mirrors, for the release the treefile names (its pockets too).
-        stanzas = sources_for_suite(host_sources(), treefile.suite)
-    else:
-        stanzas = host_sources()
+    stanzas = treefile_sources(treefile)
     arch = treefile.architecture or host_architecture()
     suite = _suite_of(treefile, stanzas)
     if options.lockfile_strict and not options.lockfiles:

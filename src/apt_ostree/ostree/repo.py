@@ -87,6 +87,8 @@ def commit_exists(repo: OSTree.Repo, checksum: str) -> bool:
 
 @dataclass(frozen=True)
 class CommitInfo:
+    """What a commit object says: its parent, subject, time and metadata."""
+
     checksum: str
     parent: str | None
     subject: str

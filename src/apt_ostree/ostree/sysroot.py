@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,6 +129,8 @@ def writing_deployments(path: Path) -> Iterator[None]:
     session of its own, reads a pipe that only this process holds: at its end
     (we returned or died) it thaws, which is a no-op on a filesystem not frozen.
     """
+    import subprocess  # here: `status` never writes, and starts faster without it
+
     read, write = os.pipe()
     watchdog = subprocess.Popen(
         ["sh", "-c", 'cat >/dev/null; exec fsfreeze --unfreeze "$1" 2>/dev/null', "sh",

@@ -19,6 +19,8 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 @dataclass(frozen=True)
 class FinalizeFailure:
+    """A staged deployment that ostree-finalize-staged failed to write at shutdown."""
+
     osname: str
     time: str
     result: str  # systemd's SERVICE_RESULT: exit-code, timeout, signal...

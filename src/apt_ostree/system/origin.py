@@ -43,6 +43,8 @@ def _split_list(value: str) -> list[str]:
 
 @dataclass
 class Origin:
+    """A deployment's origin file: what it follows and the changes layered on it."""
+
     refspec: str
     requested_packages: list[str] = field(default_factory=list)
     requested_local: list[str] = field(default_factory=list)

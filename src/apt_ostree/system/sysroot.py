@@ -19,7 +19,6 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
 from apt_ostree.ostree.sysroot import DeploymentInfo
-from apt_ostree.run import run
 from apt_ostree.system import finalize
 from apt_ostree.system.origin import Origin
 
@@ -204,4 +203,6 @@ def deploy(
 
 def reboot() -> None:
     """Ask systemd to reboot into the new default deployment."""
+    from apt_ostree.run import run  # here: subprocess would slow every `status`
+
     run(["systemctl", "reboot"], capture=False, what="systemctl reboot")
