@@ -731,3 +731,109 @@ def test_rebase_to_an_oci_layout_boots_the_image_and_upgrades_fetch_changed_laye
     assert fetched <= 1.2 * sum(layer["size"] for layer in changed) + 64 * 1024, line
     staged = status(vm)[0]
     assert staged["staged"] and staged["container-image-reference"] == OCI_IMAGE
+
+
+# -- Health-checked boot with automatic rollback (docs/health.md) ------------------------
+# BIOS only (GRUB's counting does not depend on the firmware), after the cycle above;
+# they also pass on a fresh VM. One boot attempt (BootAttempts=1): the unit tests of
+# apt_ostree.boot.probation cover every counter state. 5 boots: a failing boot and the
+# fallback boot for each of the two failures, and the good upgrade.
+
+HEALTH_CHECK = "/etc/apt-ostree/health.d/required.d/50-no-update"
+HEALTH_WHY = "this machine does not want the update"
+# A root filesystem that does not exist; rd.retry makes dracut give up after 10 s
+# instead of 180 s (the fail-fast kargs of a boot on probation then reboot).
+NO_SUCH_ROOT = "root=UUID=00000000-0000-4000-8000-000000000000"
+CONF = "/etc/apt-ostree/apt-ostreed.conf"
+GRUBENV = "/boot/grub/grubenv"
+
+
+def health_on_bios_only(vm: VM) -> None:
+    if vm.firmware != "bios":
+        pytest.skip("boot counting does not depend on the firmware: run once, on BIOS")
+
+
+def boot_judged(vm: VM) -> dict[str, Any]:
+    """The status once this boot's health units have run."""
+    vm.run("systemctl is-system-running --wait || true", timeout=900)
+    full: dict[str, Any] = json.loads(vm.run("apt-ostree status --json"))
+    return full
+
+
+def test_health_a_kernel_that_cannot_find_its_root_falls_back_by_itself(vm: VM) -> None:
+    health_on_bios_only(vm)
+    vm.run(f"grep -q '^\\[Health\\]' {CONF} && sed -i '/^\\[Health\\]/a BootAttempts=1' {CONF}"
+           f" || printf '\\n[Health]\\nBootAttempts=1\\n' >> {CONF}")  # fmt: skip
+    # A machine that boots well is not on probation: GRUB and Linux leave the block alone.
+    assert "apt_ostree_tries" not in vm.run(f"cat {GRUBENV}")
+    before = booted(status(vm))
+    kargs = f"apt-ostree kargs --append={NO_SUCH_ROOT} --append=rd.retry=10"
+    step(vm, kargs, kargs)
+    staged = status(vm)[0]
+    assert staged["staged"]
+    reboot(vm)  # the new deployment cannot boot; GRUB falls back on the next boot
+    full = boot_judged(vm)
+    deployments = full["deployments"]
+    assert deployments[0]["booted"] and deployments[0]["checksum"] == before["checksum"]
+    assert NO_SUCH_ROOT not in vm.run("cat /proc/cmdline")
+    failure = full["boot-failure"]
+    print(f"\n[boot] {vm.firmware}: recorded boot failure: {failure}")
+    assert failure["checksum"] == staged["checksum"]
+    assert NO_SUCH_ROOT in failure["kernel-arguments"]
+    assert failure["reason"] == "did not reach boot-complete.target"
+    assert failure["rolled-back-to"] == booted(deployments)["id"]
+    # The failed deployment is no longer the default; the counter is cleared.
+    assert NO_SUCH_ROOT in deployments[1]["kernel-arguments"]
+    assert "apt_ostree_tries" not in vm.run(f"cat {GRUBENV}")
+    text = vm.run("apt-ostree status")
+    assert f"Warning: deployment {failure['deployment']}" in text and "failed to boot" in text
+    # The failed boot had the fail-fast kargs and rebooted by itself.
+    assert vm.log is not None
+    assert "rd.emergency=reboot" in vm.log.read_text()
+
+
+def test_health_a_failing_required_check_falls_back_by_itself(vm: VM, updates: Updates) -> None:
+    health_on_bios_only(vm)
+    before = booted(status(vm))
+    # The administrator's check: the update must not be booted here.
+    check = ["#!/bin/sh", f"if [ -e /{UPDATE_MARKER} ]; then echo '{HEALTH_WHY}'; exit 1; fi"]
+    lines = " ".join(f'"{line}"' for line in check)
+    vm.run(f"mkdir -p {Path(HEALTH_CHECK).parent} && printf '%s\\n' {lines} > {HEALTH_CHECK}"
+           f" && chmod +x {HEALTH_CHECK}")  # fmt: skip
+    mount_updates(vm)
+    step(vm, "apt-ostree upgrade", "apt-ostree upgrade")
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["version"] == updates.version
+    boot = vm.reboot_through("failed on probation: rebooting", "reboot: Restarting system")
+    print(f"\n[boot] {vm.firmware}: failing boot, reboot and fallback boot in {boot:.1f}s")
+    full = boot_judged(vm)
+    deployments = full["deployments"]
+    assert deployments[0]["booted"] and deployments[0]["checksum"] == before["checksum"]
+    assert vm.status(f"test -e /{UPDATE_MARKER}") != 0
+    failure = full["boot-failure"]
+    print(f"\n[boot] {vm.firmware}: recorded boot failure: {failure}")
+    assert failure["checksum"] == staged["checksum"]
+    assert failure["base-checksum"] == updates.checksum
+    assert failure["check"] == "required check 50-no-update"
+    assert HEALTH_WHY in failure["reason"]
+    assert HEALTH_WHY in vm.run("apt-ostree status")
+
+
+def test_health_a_good_upgrade_ends_its_probation_and_stays(vm: VM, updates: Updates) -> None:
+    health_on_bios_only(vm)
+    vm.run(f"rm -f {HEALTH_CHECK}")
+    mount_updates(vm)
+    out = step(vm, "apt-ostree upgrade (to the commit that failed)", "apt-ostree upgrade")
+    assert "warning: a deployment of" in out and "failed to boot" in out, out
+    staged = status(vm)[0]
+    assert staged["staged"]
+    reboot(vm)
+    full = boot_judged(vm)
+    deployments = full["deployments"]
+    assert deployments[0]["booted"] and deployments[0]["checksum"] == staged["checksum"]
+    assert booted(deployments)["base-checksum"] == updates.checksum
+    assert full["boot-failure"] is None  # reported until this deployment change
+    assert vm.run("systemctl is-active boot-complete.target") == "active"
+    assert "apt_ostree_tries" not in vm.run(f"cat {GRUBENV}")
+    journal = vm.run("journalctl -b -o cat --no-pager -u apt-ostree-health-bless.service")
+    assert "booted well: it is the default for good" in journal

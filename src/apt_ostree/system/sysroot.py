@@ -21,7 +21,7 @@ from apt_ostree.ostree import sysroot as ostree_sysroot
 from apt_ostree.ostree.bootfs import require_boot_space
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.run import run
-from apt_ostree.system import finalize
+from apt_ostree.system import bootfailures, finalize
 from apt_ostree.system.origin import Origin
 
 BOOTED_FLAG = Path("/run/ostree-booted")
@@ -187,6 +187,7 @@ def deploy(
         raise AptOstreeError(f"cannot deploy {checksum[:12]}: {e.message}") from e
     # A failed finalization of an earlier boot has been superseded (docs/status.md).
     finalize.clear_failure(sysroot.path, osname)
+    bootfailures.clear_last(sysroot.path, osname)
     sysroot.reload()
 
 
