@@ -762,6 +762,7 @@ def boot_judged(vm: VM) -> dict[str, Any]:
 
 def test_health_a_kernel_that_cannot_find_its_root_falls_back_by_itself(vm: VM) -> None:
     health_on_bios_only(vm)
+    boot_judged(vm)  # this boot's health units have run
     vm.run(f"grep -q '^\\[Health\\]' {CONF} && sed -i '/^\\[Health\\]/a BootAttempts=1' {CONF}"
            f" || printf '\\n[Health]\\nBootAttempts=1\\n' >> {CONF}")  # fmt: skip
     # A machine that boots well is not on probation: GRUB and Linux leave the block alone.
@@ -771,7 +772,9 @@ def test_health_a_kernel_that_cannot_find_its_root_falls_back_by_itself(vm: VM) 
     step(vm, kargs, kargs)
     staged = status(vm)[0]
     assert staged["staged"]
-    reboot(vm)  # the new deployment cannot boot; GRUB falls back on the next boot
+    # The new deployment cannot find its root: dracut gives up and reboots; GRUB falls back.
+    boot = vm.reboot_through("Could not boot.", "reboot: Restarting system")
+    print(f"\n[boot] {vm.firmware}: failing boot, reboot and fallback boot in {boot:.1f}s")
     full = boot_judged(vm)
     deployments = full["deployments"]
     assert deployments[0]["booted"] and deployments[0]["checksum"] == before["checksum"]
