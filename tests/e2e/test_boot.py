@@ -799,8 +799,9 @@ def test_health_a_failing_required_check_falls_back_by_itself(vm: VM, updates: U
     health_on_bios_only(vm)
     before = booted(status(vm))
     # The administrator's check: the update must not be booted here.
-    check = ["#!/bin/sh", f"if [ -e /{UPDATE_MARKER} ]; then echo '{HEALTH_WHY}'; exit 1; fi"]
-    lines = " ".join(f'"{line}"' for line in check)
+    check = ["#!/bin/sh", f'if [ -e /{UPDATE_MARKER} ]; then echo "{HEALTH_WHY}"; exit 1; fi']
+    # Single quotes: the interactive shell would expand `!` in double quotes.
+    lines = " ".join(f"'{line}'" for line in check)
     vm.run(f"mkdir -p {Path(HEALTH_CHECK).parent} && printf '%s\\n' {lines} > {HEALTH_CHECK}"
            f" && chmod +x {HEALTH_CHECK}")  # fmt: skip
     mount_updates(vm)
