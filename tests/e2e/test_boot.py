@@ -23,7 +23,10 @@ lets layer packages, and one that is refused; an install interrupted with
 Ctrl-C and an upgrade cancelled from a second session, which leave the
 deployments as they were; the upgrade staged by apt-ostreed-automatic.timer
 (AutomaticUpdatePolicy=stage) instead of by hand; and a staged deployment whose
-finalization fails (a full /boot). Times are printed (run with -s).
+finalization fails (a full /boot). The trixie machine also gets the health-checked
+boot: its upgrade boots on probation and ends it; a failing required check and a root
+that is not found each reboot and fall back by themselves (docs/health.md). Times are
+printed (run with -s).
 """
 
 from __future__ import annotations
