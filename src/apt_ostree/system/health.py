@@ -33,6 +33,9 @@ from apt_ostree.system.sysroot import Sysroot
 
 BOOT = Path("/boot")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+# The units log to the journal only (the console may be an administrator's shell);
+# a reboot on probation is also said on the console, through the kernel's log.
+KMSG = Path("/dev/kmsg")
 
 
 def _now() -> str:
@@ -41,6 +44,15 @@ def _now() -> str:
 
 def _say(text: str) -> None:
     print(f"apt-ostree-health: {text}", flush=True)
+
+
+def _say_on_console(text: str) -> None:
+    _say(text)
+    try:
+        with KMSG.open("w") as f:
+            f.write(f"<2>apt-ostree-health: {text}\n")  # KERN_CRIT
+    except OSError:
+        pass
 
 
 def _booted_and_default(sysroot: Sysroot) -> tuple[DeploymentInfo, DeploymentInfo]:
@@ -119,7 +131,7 @@ def check(settings: HealthSettings, boot: Path = BOOT) -> int:
         "check": failed[0].label, "output": failed[0].output,
     })  # fmt: skip
     if on_probation:
-        _say(f"{failed[0].label} failed on probation: rebooting")
+        _say_on_console(f"{failed[0].label} failed on probation: rebooting")
         run(["systemctl", "reboot", "--no-block"], what="systemctl reboot")
     return 1
 
