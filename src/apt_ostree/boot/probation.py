@@ -38,7 +38,10 @@ KARGS_VAR = "apt_ostree_kargs"
 ARM_ENV = "APT_OSTREE_ARM_PROBATION"
 # A boot on probation must end in a reboot rather than wait for a human at a
 # shell: a kernel panic, dracut's emergency (no root filesystem), PID 1 crashing.
-FAIL_FAST_KARGS = "panic=10 rd.shell=0 rd.emergency=reboot systemd.crash_reboot=1"
+# rd.timeout: Debian 13's dracut (systemd in the initramfs, no initqueue for the
+# root device) otherwise waits for a missing root device forever; Debian 12's
+# gives up after rd.retry (180 s).
+FAIL_FAST_KARGS = "panic=10 rd.shell=0 rd.emergency=reboot rd.timeout=180 systemd.crash_reboot=1"
 # Relative to the /boot filesystem.
 MENU = Path("loader/grub.cfg")
 
