@@ -14,7 +14,7 @@ APT_PACKAGES := \
 	python3 python3-venv python3-setuptools python3-gi gir1.2-ostree-1.0 python3-apt python3-yaml \
 	python3-dasbus python3-pytest python3-seccomp ostree mmdebstrap dracut-core bubblewrap \
 	gnupg dpkg-dev apt-utils e2fsprogs xfsprogs \
-	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools qemu-utils qemu-system-x86 ovmf \
+	fdisk grub-pc-bin grub-efi-amd64-bin dosfstools mtools grub-emu qemu-utils qemu-system-x86 ovmf \
 	python3-pexpect dbus polkitd skopeo umoci docker-registry podman \
 	cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium
 # What `make deb` needs besides APT_PACKAGES.

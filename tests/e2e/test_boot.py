@@ -23,7 +23,10 @@ lets layer packages, and one that is refused; an install interrupted with
 Ctrl-C and an upgrade cancelled from a second session, which leave the
 deployments as they were; the upgrade staged by apt-ostreed-automatic.timer
 (AutomaticUpdatePolicy=stage) instead of by hand; and a staged deployment whose
-finalization fails (a full /boot). Times are printed (run with -s).
+finalization fails (a full /boot). The trixie machine also gets the health-checked
+boot: its upgrade boots on probation and ends it; a failing required check and a root
+that is not found each reboot and fall back by themselves (docs/health.md). Times are
+printed (run with -s).
 """
 
 from __future__ import annotations
@@ -587,6 +590,48 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
     assert "foo=bar" in vm.run("cat /proc/cmdline").split()
 
 
+# -- Health-checked boot with automatic rollback (docs/health.md) ------------------------
+# On UEFI, Debian 13's machine (the other one has no slack for boots): GRUB counts in
+# /boot's environment block on either firmware. The cycle's staged boots are on
+# probation (BootAttempts=3): the upgrade's boot above is the good one. The failing ones
+# after the rollback get one attempt (the unit tests of apt_ostree.boot.probation cover
+# every counter state): 4 more boots, 2 of them failing.
+
+HEALTH_CHECK = "/etc/apt-ostree/health.d/required.d/50-no-update"
+HEALTH_WHY = "this machine does not want the update"
+# A root filesystem that does not exist; dracut gives up after 10 s instead of 180 s
+# (rd.retry: Debian 12's initqueue; rd.timeout: Debian 13's root device job), and the
+# fail-fast kargs of a boot on probation then reboot.
+NO_SUCH_ROOT = "root=UUID=00000000-0000-4000-8000-000000000000"
+GRUBENV = "/boot/grub/grubenv"
+CONF = "/etc/apt-ostree/apt-ostreed.conf"
+
+
+def health_on_uefi_only(vm: VM) -> None:
+    if vm.firmware != "uefi":
+        pytest.skip("boot counting does not depend on the firmware: run once, on UEFI")
+
+
+def boot_judged(vm: VM) -> dict[str, Any]:
+    """The status once this boot's health units have run."""
+    vm.run("systemctl is-system-running --wait || true", timeout=900)
+    full: dict[str, Any] = json.loads(vm.run("apt-ostree status --json"))
+    return full
+
+
+def test_health_the_upgrade_boot_ended_its_probation(vm: VM, updates: Updates) -> None:
+    health_on_uefi_only(vm)  # the boot of the upgrade above, a good one (no boot of its own)
+    full = boot_judged(vm)
+    assert full["deployments"][0]["booted"]
+    assert booted(full["deployments"])["base-checksum"] == updates.checksum
+    assert full["boot-failure"] is None
+    assert vm.run("systemctl is-active boot-complete.target") == "active"
+    journal = vm.run("journalctl -b -o cat --no-pager -u 'apt-ostree-health-*'")
+    assert "boots on probation (2 more boots)" in journal  # BootAttempts=3, one spent
+    assert "booted well: it is the default for good" in journal
+    assert "apt_ostree_tries" not in vm.run(f"cat {GRUBENV}")
+
+
 def test_rollback_boots_the_previous_deployment(vm: VM, image: Image) -> None:
     deployments = status(vm)
     before, previous = deployments[0], deployments[1]
@@ -629,6 +674,68 @@ def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:
     text = vm.run("apt-ostree status")
     assert "Warning: failed to finalize previous deployment" in text
     vm.run("rm -f /boot/filler")
+
+
+def one_boot_attempt(vm: VM) -> None:
+    vm.run(f"sed -i 's/^#BootAttempts=3$/BootAttempts=1/' {CONF} && grep -qx BootAttempts=1 {CONF}")
+
+
+def fell_back(vm: VM, before: dict[str, Any], staged: dict[str, Any]) -> dict[str, Any]:
+    """The machine is back on `before`, the default again; the failure of `staged`."""
+    full = boot_judged(vm)
+    deployments = full["deployments"]
+    assert deployments[0]["booted"] and deployments[0]["id"] == before["id"]
+    assert deployments[1]["checksum"] == staged["checksum"]
+    failure: dict[str, Any] = full["boot-failure"]
+    print(f"\n[boot] {vm.firmware}: recorded boot failure: {failure}")
+    assert failure["checksum"] == staged["checksum"]
+    assert failure["rolled-back-to"] == before["id"]
+    assert "apt_ostree_tries" not in vm.run(f"cat {GRUBENV}")
+    text = vm.run("apt-ostree status")
+    assert f"Warning: deployment {failure['deployment']}" in text and "failed to boot" in text
+    return failure
+
+
+def test_health_a_failing_required_check_falls_back_by_itself(vm: VM, updates: Updates) -> None:
+    health_on_uefi_only(vm)
+    one_boot_attempt(vm)
+    before = booted(status(vm))
+    # The administrator's check: the update must not be booted here. Single quotes: the
+    # interactive shell would expand `!` in double quotes.
+    check = ["#!/bin/sh", f'if [ -e /{UPDATE_MARKER} ]; then echo "{HEALTH_WHY}"; exit 1; fi']
+    lines = " ".join(f"'{line}'" for line in check)
+    vm.run(f"mkdir -p {Path(HEALTH_CHECK).parent} && printf '%s\\n' {lines} > {HEALTH_CHECK}"
+           f" && chmod +x {HEALTH_CHECK}")  # fmt: skip
+    mount_updates(vm)
+    step(vm, "apt-ostree upgrade", "apt-ostree upgrade")
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["version"] == updates.version
+    boot = vm.reboot(failing_boot=("failed on probation: rebooting",))
+    print(f"\n[boot] {vm.firmware}: failing boot, then the fallback boot, in {boot:.1f}s")
+    failure = fell_back(vm, before, staged)
+    assert vm.status(f"test -e /{UPDATE_MARKER}") != 0
+    assert failure["base-checksum"] == updates.checksum
+    assert failure["check"] == "required check 50-no-update"
+    assert HEALTH_WHY in failure["reason"] and HEALTH_WHY in vm.run("apt-ostree status")
+    vm.run(f"rm {HEALTH_CHECK}")
+
+
+def test_health_a_kernel_that_cannot_find_its_root_falls_back_by_itself(vm: VM) -> None:
+    health_on_uefi_only(vm)
+    one_boot_attempt(vm)
+    before = booted(status(vm))
+    kargs = f"apt-ostree kargs --append={NO_SUCH_ROOT} --append=rd.retry=10 --append=rd.timeout=10"
+    step(vm, kargs, kargs)
+    staged = status(vm)[0]
+    assert staged["staged"]
+    # The failing boot has the fail-fast kargs: dracut gives up and reboots; GRUB falls back.
+    boot = vm.reboot(failing_boot=("rd.emergency=reboot",))
+    print(f"\n[boot] {vm.firmware}: failing boot, then the fallback boot, in {boot:.1f}s")
+    failure = fell_back(vm, before, staged)
+    assert NO_SUCH_ROOT not in vm.run("cat /proc/cmdline")
+    assert NO_SUCH_ROOT in failure["kernel-arguments"]
+    assert failure["reason"] == "did not reach boot-complete.target"
+    vm.run(f"sed -i 's/^BootAttempts=1$/#BootAttempts=3/' {CONF}")
 
 
 def test_rebase_to_an_oci_layout_boots_the_image_and_upgrades_fetch_changed_layers(

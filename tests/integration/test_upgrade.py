@@ -6,10 +6,12 @@ commits (`tests.fixtures.httprepo`); the sysroot starts at v1.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
+from apt_ostree.system import bootfailures
 from apt_ostree.system.db import compare_versions
 from tests.fixtures.deployments import fsck
 from tests.fixtures.httprepo import HttpRepo, HttpSysroot, make_http_sysroot
@@ -235,3 +237,28 @@ def test_debian_version_order_matches_dpkg() -> None:
             op = "lt" if ours < 0 else "eq" if ours == 0 else "gt"
             dpkg = subprocess.run(["dpkg", "--compare-versions", a, op, b], check=False)
             assert dpkg.returncode == 0, (a, op, b)
+
+
+def test_upgrade_to_a_commit_that_failed_to_boot_warns_and_clears_the_report(
+    http_sysroot: HttpSysroot,
+) -> None:
+    served = http_sysroot.repo
+    failure: dict[str, object] = {
+               "deployment": f"debian-{served.commits['2']}.0", "osname": "debian",
+               "checksum": served.commits["2"], "base-checksum": served.commits["2"],
+               "version": "2", "kernel-arguments": [], "time": "2026-01-01T00:00:00Z",
+               "reason": "did not reach boot-complete.target", "check": None,
+               "rolled-back-to": "debian-x.0"}  # fmt: skip
+    bootfailures.record_failure(http_sysroot.path, "debian", failure)
+    status = json.loads(apt_ostree(http_sysroot.path, "status", "--json").stdout)
+    assert status["boot-failure"] == failure
+    served.set_tip(served.commits["2"])
+    proc = apt_ostree(http_sysroot.path, "upgrade")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"warning: a deployment of {served.commits['2'][:12]} (version 2) failed to boot at"
+        " 2026-01-01T00:00:00Z and was rolled back (did not reach boot-complete.target);"
+        " it boots on probation again"
+    ) in proc.stderr + proc.stdout
+    status = json.loads(apt_ostree(http_sysroot.path, "status", "--json").stdout)
+    assert status["boot-failure"] is None

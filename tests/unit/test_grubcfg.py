@@ -45,8 +45,8 @@ def test_newest_deployment_is_the_first_and_default_entry(tmp_path: Path) -> Non
     first, second = text.index("ostree:2"), text.index("ostree:1")
     assert first < second
     assert (
-        "    linux /ostree/debian-abc/vmlinuz-6.1.0 root=UUID=r rw ostree=/ostree/boot.1/b/0\n"
-        in text
+        "    linux /ostree/debian-abc/vmlinuz-6.1.0 $apt_ostree_kargs root=UUID=r rw"
+        " ostree=/ostree/boot.1/b/0\n" in text
     )
     assert "    initrd /ostree/debian-abc/initramfs-6.1.0.img\n" in text
     assert text.count("menuentry ") == 2
@@ -54,7 +54,7 @@ def test_newest_deployment_is_the_first_and_default_entry(tmp_path: Path) -> Non
 
 def test_titles_are_quoted_for_grub() -> None:
     entry = grubcfg.BootEntry("it's", 1, "/vmlinuz", None, "", "ostree-1-x")
-    assert "menuentry 'it'\\''s' --id 'ostree-1-x' {" in grubcfg.render([entry])
+    assert "menuentry 'it'\\''s' --id 'ostree-1-x' {" in grubcfg.render([entry], "t")
 
 
 def test_generator_runs_as_libostree_calls_it(tmp_path: Path) -> None:

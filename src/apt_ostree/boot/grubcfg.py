@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apt_ostree.boot import probation
+from apt_ostree.settings import ConfigError, load_health_settings
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -91,12 +94,17 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def render(entries: list[BootEntry]) -> str:
-    """A grub.cfg whose paths are relative to the /boot filesystem (GRUB's root)."""
-    parts = [HEADER]
-    for entry in entries:
+def render(entries: list[BootEntry], token: str) -> str:
+    """A grub.cfg whose paths are relative to the /boot filesystem (GRUB's root).
+
+    `token` identifies this menu for boot counting (apt_ostree.boot.probation);
+    entry 0, the deployment that may be on probation, gets its fail-fast kargs
+    through a variable that is empty otherwise."""
+    parts = [HEADER + probation.grub_script(token)]
+    for i, entry in enumerate(entries):
         lines = [f"menuentry {_quote(entry.title)} --id {_quote(entry.name)} {{"]
-        lines.append(f"    linux {entry.linux} {entry.options}".rstrip())
+        extra = f"${probation.KARGS_VAR} " if i == 0 else ""
+        lines.append(f"    linux {entry.linux} {extra}{entry.options}".rstrip())
         if entry.initrd:
             lines.append(f"    initrd {entry.initrd}")
         lines.append("}")
@@ -104,9 +112,14 @@ def render(entries: list[BootEntry]) -> str:
     return "\n".join(parts)
 
 
-def write_config(output: Path) -> None:
-    """Write the config for the entries beside `output` (`/boot/loader.N/entries`)."""
-    text = render(read_entries(output.parent / "entries"))
+def write_config(output: Path, *, arm_probation: bool = False) -> None:
+    """Write the config for the entries beside `output` (`/boot/loader.N/entries`);
+    with `arm_probation`, put its default entry on probation (docs/health.md)."""
+    entries = read_entries(output.parent / "entries")
+    token = probation.new_token()
+    if arm_probation and len(entries) >= 2:
+        _arm(output.parent.parent, token)
+    text = render(entries, token)
     tmp = output.with_name(output.name + ".tmp")
     with tmp.open("w") as f:
         f.write(text)
@@ -115,12 +128,24 @@ def write_config(output: Path) -> None:
     tmp.rename(output)
 
 
+def _arm(boot: Path, token: str) -> None:
+    try:
+        health = load_health_settings()
+    except ConfigError as e:
+        print(f"grub2-generate: {e}; the new deployment is not on probation", file=sys.stderr)
+        return
+    if health.enabled:
+        # libostree freezes /boot after the generator: the block reaches the disk
+        # before the new menu is swapped in.
+        probation.arm(boot, token, health.boot_attempts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grub2-generate", description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        write_config(args.output)
+        write_config(args.output, arm_probation=os.environ.get(probation.ARM_ENV) == "1")
     except (OSError, ValueError) as e:
         print(f"grub2-generate: {e}", file=sys.stderr)
         return 1

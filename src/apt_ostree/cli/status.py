@@ -44,6 +44,19 @@ def describe_transaction(t: dict[str, Any]) -> str:
     return f"{t['command']} by {who}"
 
 
+def describe_boot_failure(failure: dict[str, Any] | None) -> list[str]:
+    """The latest automatic rollback: which deployment failed, when and why."""
+    if not failure:
+        return []
+    version = f" (version {failure['version']})" if failure.get("version") else ""
+    lines = [f"Warning: deployment {failure['deployment']}{version} failed to boot"
+             f" at {failure['time']}; rolled back to {failure['rolled-back-to']}"]  # fmt: skip
+    reason = failure["reason"].splitlines() or [""]
+    lines.append(f"         why: {reason[0]}")
+    lines.extend(f"              {line}" for line in reason[1:])
+    return lines
+
+
 def render_text(status: dict[str, Any], verbose: bool) -> str:
     transaction = status.get("transaction")
     lines = ["State: busy" if transaction else "State: idle"]
@@ -57,6 +70,7 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
         if failure["message"]:
             lines.append(f"         {failure['message']}")
         lines.append("         check `journalctl -b -1 -u ostree-finalize-staged.service`")
+    lines.extend(describe_boot_failure(status.get("boot-failure")))
     lines.append("Deployments:")
     for i, d in enumerate(status["deployments"]):
         if i:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apt_ostree.boot import grubenv
 from apt_ostree.compose.sysroot import SysrootRequest, make_sysroot
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -66,7 +67,8 @@ GPT_ROOT_X86_64 = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 
 GRUB_LIB = Path("/usr/lib/grub")
 GRUB_MODULES = ["part_gpt", "ext2", "search", "search_fs_uuid", "linux", "normal",
-                "configfile", "echo", "serial", "terminal", "test", "boot"]  # fmt: skip
+                "configfile", "echo", "serial", "terminal", "test", "boot",
+                "loadenv"]  # fmt: skip
 GRUB_PLATFORM_MODULES = {"i386-pc": ["biosdisk"], "x86_64-efi": ["fat", "efi_gop"]}
 
 # boot.img (the MBR code) and diskboot.img (core.img's first sector): the
@@ -311,6 +313,9 @@ def build_disk_image(req: DiskImageRequest, reporter: Reporter) -> DiskImage:
                 grub_dir = mnt / "boot/grub"
                 grub_dir.mkdir(exist_ok=True)
                 (grub_dir / "grub.cfg").symlink_to("../loader/grub.cfg")
+                # An empty environment block for boot counting (docs/health.md): GRUB's
+                # save_env only rewrites an existing file.
+                grubenv.write(mnt / "boot" / grubenv.RELATIVE_PATH, {})
                 if not (mnt / "boot/loader/grub.cfg").is_file():
                     raise AptOstreeError("libostree wrote no /boot/loader/grub.cfg")
             reporter.task_begin("Installing GRUB")

@@ -6,6 +6,7 @@ from typing import Any
 
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.sysroot import DeploymentInfo
+from apt_ostree.system.bootfailures import last_failure
 from apt_ostree.system.driver import read_driver
 from apt_ostree.system.finalize import finalization_locked, read_failure
 from apt_ostree.system.origin import Origin, OriginError
@@ -245,6 +246,8 @@ def sysroot_status(sysroot: Sysroot, *, booted_only: bool = False) -> dict[str, 
     return {
         "deployments": deployments,
         "finalize-failure": failure.to_json() if failure is not None else None,
+        # The latest automatic rollback of health-checked boot (docs/health.md).
+        "boot-failure": last_failure(sysroot.path, osnames),
         "transaction": None,
         "cached-update": cached_update(sysroot, infos),
         "update-driver": read_driver(sysroot.booted),

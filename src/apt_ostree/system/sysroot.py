@@ -19,7 +19,7 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import sysroot as ostree_sysroot
 from apt_ostree.ostree.sysroot import DeploymentInfo
-from apt_ostree.system import finalize
+from apt_ostree.system import bootfailures, finalize
 from apt_ostree.system.origin import Origin
 
 BOOTED_FLAG = Path("/run/ostree-booted")
@@ -198,6 +198,7 @@ def deploy(
     # A failed finalization of an earlier boot has been superseded (docs/status.md).
     finalize.clear_failure(sysroot.path, osname)
     history.record_deployment(sysroot.path, osname, checksum, sysroot.command)
+    bootfailures.clear_last(sysroot.path, osname)
     sysroot.reload()
 
 

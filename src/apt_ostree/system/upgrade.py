@@ -26,6 +26,7 @@ from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.ostree.repo import CommitInfo
 from apt_ostree.ostree.sysroot import DeploymentInfo
 from apt_ostree.reporter import Reporter
+from apt_ostree.system.bootfailures import failures_of_base
 from apt_ostree.system.db import PackageDiff, diff_commit_infos
 from apt_ostree.system.origin import Origin, parse_refspec
 from apt_ostree.system.pull import DowngradeError, PullError, PullResult, pull, remote_url
@@ -166,6 +167,11 @@ def _deploy(
     diff = diff_commit_infos(current.base, new)
     version = version_of(new)
     label = f"{new.checksum[:12]}" + (f" (version {version})" if version else "")
+    for failure in failures_of_base(sysroot.path, osname, new.checksum):
+        reporter.message(
+            f"warning: a deployment of {label} failed to boot at {failure['time']} and was"
+            f" rolled back ({failure['reason'].splitlines()[0]}); it boots on probation again"
+        )
     checksum = new.checksum
     if origin.layered:
         # Layered packages and overrides are applied again on the new base.
