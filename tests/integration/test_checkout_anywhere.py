@@ -41,7 +41,9 @@ def readonly_checkout() -> Iterator[Path]:
         subprocess.run(["mount", "-o", "remount,bind,ro", copy, copy], check=True)
         yield copy
     finally:
-        subprocess.run(["umount", copy], check=False)
+        # Lazily: in one full run a plain umount failed (the mount was still busy) and
+        # the read-only copy stayed mounted under /var/tmp.
+        subprocess.run(["umount", "--lazy", copy], check=False)
         shutil.rmtree(parent, ignore_errors=True)
 
 
