@@ -1,9 +1,9 @@
 """Composed images boot on real firmware and the administrator's cycle works on them (slow).
 
 One machine per Debian release, each on one firmware so that both releases and
-both firmwares are covered by two boots: Debian 13 "trixie"
-(examples/debian-13.yaml) on UEFI (OVMF, GRUB from the ESP, xfs root) and
-Debian 12 "bookworm" (examples/debian-12.yaml) on BIOS (SeaBIOS, GRUB from the
+both firmwares are covered by two boots: Debian 13 "trixie" (examples/cockpit.yaml:
+the default example, debian-13.yaml, with Cockpit) on UEFI (OVMF, GRUB from the
+ESP, xfs root) and Debian 12 "bookworm" (examples/debian-12.yaml) on BIOS (SeaBIOS, GRUB from the
 BIOS boot partition, ext4 root). The example tree (a small Debian with
 apt-ostree's own .deb, from the host's mirror for the treefile's suite) with
 root logged in on the serial console is made into a disk image with
@@ -24,8 +24,11 @@ Ctrl-C and an upgrade cancelled from a second session, which leave the
 deployments as they were; the upgrade staged by apt-ostreed-automatic.timer
 (AutomaticUpdatePolicy=stage) instead of by hand; and a staged deployment whose
 finalization fails (a full /boot). The trixie machine also gets the health-checked
-boot: its upgrade boots on probation and ends it; a failing required check and a root
-that is not found each reboot and fall back by themselves (docs/health.md). Times are
+boot: its upgrade boots on probation and ends it; a failing required check and a
+root that is not found each reboot and fall back by themselves (docs/health.md).
+And its Cockpit page, reached from the host's headless Chromium through qemu's
+port forwarding and Cockpit's own login form, shows the booted deployment, then a
+staged one and that a reboot is needed (docs/cockpit.md). Times are
 printed (run with -s).
 """
 
@@ -36,7 +39,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,7 @@ from tests.fixtures.bootupdates import (
     oci_layout,
     update_commit,
 )
+from tests.fixtures.cockpit import CockpitPage, free_port, log_in
 from tests.fixtures.sysroot import apt_ostree
 from tests.fixtures.vm import VM
 
@@ -98,6 +102,9 @@ GRANT_RULES = (
     'polkit.addRule(function(action, subject) { if (subject.user == "tester" &&'
     ' action.id == "org.aptostree.dev.install-uninstall-packages") return polkit.Result.YES; });'
 )
+COCKPIT_PORT = 9090
+# Who logs in to Cockpit (which refuses root): an ordinary account; reading is for everyone.
+COCKPIT_USER = ("viewer", "a-password-for-the-test")
 # An account the administrator adds before the upgrade: /etc/passwd is then the
 # machine's own, which ostree's /etc merge keeps.
 LOCAL_USER = "alice"
@@ -122,6 +129,7 @@ class Target:
     example: str
     firmware: str
     root_fs: str  # both root filesystems of `compose disk-image --root-fs` boot
+    cockpit: bool = False  # the example has Cockpit (port 9090), reached from the host
 
     @property
     def ref(self) -> str:
@@ -135,7 +143,7 @@ class Target:
 # In file order: bookworm (which also runs the firmware-independent checks) first.
 ALL_TARGETS = [
     Target("bookworm", "examples/debian-12.yaml", "bios", "ext4"),
-    Target("trixie", "examples/debian-13.yaml", "uefi", "xfs"),
+    Target("trixie", "examples/cockpit.yaml", "uefi", "xfs", cockpit=True),
 ]
 # `make check` boots the machines side by side, one pytest run each
 # (APT_OSTREE_TEST_MACHINES="trixie-uefi"); unset, one run boots them in turn.
@@ -261,8 +269,9 @@ def image(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def vm(firmware: str, image: Image, updates: Updates,
+def vm(target: Target, image: Image, updates: Updates,
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[VM]:  # fmt: skip
+    firmware = target.firmware
     work = tmp_path_factory.mktemp(f"vm-{firmware}")
     overlay = work / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", image.path, "-F", "raw",
@@ -273,6 +282,7 @@ def vm(firmware: str, image: Image, updates: Updates,
         log=work / "serial.log",
         extra_disks=[updates.disk],
         cold_reboot=firmware == "uefi",
+        forwards={free_port(): COCKPIT_PORT} if target.cockpit else None,
     )  # see VM.cold_reboot and docs/boot.md
     print(f"\n[boot] {firmware} serial log: {machine.log}")
     try:
@@ -388,6 +398,46 @@ def test_the_cli_drives_apt_ostreed_over_the_system_bus(vm: VM) -> None:
     assert json.loads(vm.run(f"{nobody} status --json"))["deployments"] == status(vm)
     denied = vm.run(f"{nobody} cleanup -p", check=False)
     assert "error: not authorized: org.aptostree.dev.cleanup" in denied
+
+
+def test_cockpit_shows_the_booted_deployment_and_when_a_reboot_is_needed(
+    vm: VM, target: Target, browser: Any, cockpit_page: Callable[..., CockpitPage]
+) -> None:
+    if not target.cockpit:
+        pytest.skip("Cockpit is in the trixie machine's image (examples/cockpit.yaml)")
+    # The administrator gives the machine its address on qemu's user network (for this
+    # boot only) and an account to log in with.
+    vm.run(
+        "mkdir -p /run/systemd/network && printf '%s\\n' '[Match]' 'Name=en*' '[Network]'"
+        " 'Address=10.0.2.15/24' > /run/systemd/network/50-test.network && networkctl reload"
+    )
+    vm.run("/usr/lib/systemd/systemd-networkd-wait-online --any --timeout=120")
+    user, password = COCKPIT_USER
+    vm.run(f"useradd --create-home {user} && echo '{user}:{password}' | chpasswd")
+    assert vm.forwards is not None
+    (port,) = vm.forwards
+    url = f"https://127.0.0.1:{port}/cockpit/@localhost/apt-ostree/index.html"
+    start = time.monotonic()
+    log_in(browser, url, user, password)
+    page = cockpit_page(url, timeout=300)
+    timed(f"{vm.firmware}: Cockpit login and the page", start)
+    deployments = status(vm)
+    assert [d["checksum"] for d in page.deployments()] == [d["checksum"] for d in deployments]
+    assert "booted" in page.deployments()[[d["booted"] for d in deployments].index(True)]["labels"]
+    assert "booted system" in page.text("#system")
+    assert not browser.find_elements("id", "reboot-needed")
+    page.screenshot("vm-booted")
+    # A staged deployment: the page says a reboot is needed (and offers it).
+    step(vm, "apt-ostree kargs (for Cockpit)", "apt-ostree kargs --append=cockpit=staged")
+    browser.refresh()
+    page.wait(lambda d: d.find_elements("id", "reboot-needed"), "the reboot-needed warning", 300)
+    staged = status(vm)[0]
+    assert page.deployments()[0]["checksum"] == staged["checksum"]
+    assert "staged" in page.deployments()[0]["labels"]
+    assert "starts at the next boot" in page.text("#reboot-needed")
+    page.screenshot("vm-reboot-needed")
+    vm.run("apt-ostree cleanup -p")
+    assert not any(d["staged"] for d in status(vm))
 
 
 def test_polkit_lets_a_granted_user_install_and_refuses_the_others(vm: VM) -> None:

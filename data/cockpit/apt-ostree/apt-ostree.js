@@ -25,6 +25,29 @@
         diffKey: null, // the deployments the diff choices were made for
     };
 
+    // The classes of the PatternFly that Cockpit's stylesheet (../system/overview.css,
+    // loaded before this script) is: "pf-" for PatternFly 4 (pf-c-card, Cockpit 287),
+    // "pf-v6-" for PatternFly 6 (pf-v6-c-card, Cockpit 337). Modifiers (pf-m-*) have
+    // no version.
+    const PF = (() => {
+        for (const sheet of document.styleSheets) {
+            if (!sheet.href || !sheet.href.endsWith("/system/overview.css")) continue;
+            try {
+                for (const rule of sheet.cssRules) {
+                    const m = /\.pf-(v\d+)-/.exec(rule.selectorText || "");
+                    if (m) return "pf-" + m[1] + "-";
+                }
+            } catch (ex) {
+                console.warn("cannot read", sheet.href, ex);
+            }
+        }
+        return "pf-";
+    })();
+
+    function pf(classes) {
+        return PF === "pf-" ? classes : classes.replace(/(^|\s)pf-([clu])-/g, "$1" + PF + "$2-");
+    }
+
     function $(id) {
         return document.getElementById(id);
     }
@@ -32,7 +55,7 @@
     function el(tag, attrs, ...children) {
         const node = document.createElement(tag);
         for (const [key, value] of Object.entries(attrs || {})) {
-            if (key === "class") node.className = value;
+            if (key === "class") node.className = pf(value);
             else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
             else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
         }
@@ -412,6 +435,7 @@
     }
 
     document.addEventListener("DOMContentLoaded", () => {
+        for (const node of document.querySelectorAll("[class*='pf-']")) node.className = pf(node.className);
         $("check").addEventListener("click", () => transact("Checking for updates", "Upgrade",
                                                              [{ check: { t: "b", v: true } }], "a{sv}"));
         $("upgrade").addEventListener("click", () => transact("Upgrading", "Upgrade", [{}], "a{sv}"));
