@@ -119,6 +119,12 @@ METHODS = {
                 **STAGING,
             },
         ),
+        Method("SetInitramfsState", "initramfs", (("regenerate", "b"), ("args", "as")), STAGING),
+        Method(
+            "InitramfsEtc", "initramfs-etc",
+            (("track", "as"), ("untrack", "as"), ("untrack-all", "b"), ("force-sync", "b")),
+            STAGING,
+        ),
         Method(
             "FinalizeDeployment", "finalize-deployment", (),
             {"checksum": "s", "allow-missing-checksum": "b", "allow-unlocked": "b"},
@@ -243,6 +249,8 @@ class Request:
             "Rebase": "rebase",
             "Rollback": "rollback",
             "KernelArgs": "bootconfig",
+            "SetInitramfsState": "bootconfig",
+            "InitramfsEtc": "bootconfig",
             "Cleanup": "cleanup",
             "RefreshMd": "repo-refresh",
             "FinalizeDeployment": "finalize-deployment",

@@ -430,6 +430,55 @@ def _kernel_args(request: Request) -> Run:
     return run
 
 
+def _set_initramfs_state(request: Request) -> Run:
+    from apt_ostree.system.initramfs import check_args
+
+    regenerate, args = bool(request.arg("regenerate")), list(request.arg("args"))
+    if args and not regenerate:
+        raise RequestError("SetInitramfsState: --arg needs --enable")
+    try:
+        check_args(args)
+    except AptOstreeError as e:
+        raise RequestError(str(e)) from e
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.system.initramfs import set_initramfs_state
+
+        reporter.task_begin("Regenerating the initramfs" if regenerate else "Deploying")
+        outcome = set_initramfs_state(sysroot, osname, regenerate, args)
+        reporter.task_end()
+        return {"changed": outcome.changed, "booted": sysroot.booted}
+
+    return run
+
+
+def _initramfs_etc(request: Request) -> Run:
+    from apt_ostree.system.initramfs_etc import normalize
+
+    track, untrack = list(request.arg("track")), list(request.arg("untrack"))
+    untrack_all, force_sync = bool(request.arg("untrack-all")), bool(request.arg("force-sync"))
+    if not (track or untrack or untrack_all or force_sync):
+        raise RequestError("InitramfsEtc: no change was requested")
+    try:
+        for path in track + untrack:
+            normalize(path)
+    except AptOstreeError as e:
+        raise RequestError(str(e)) from e
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.system.initramfs_etc import set_initramfs_etc
+
+        outcome = set_initramfs_etc(
+            sysroot, osname, track, untrack, untrack_all=untrack_all, force_sync=force_sync
+        )
+        return {
+            "changed": outcome.changed, "tracked": outcome.tracked,
+            "untracked": outcome.untracked, "booted": sysroot.booted,
+        }  # fmt: skip
+
+    return run
+
+
 def _cleanup(request: Request) -> Run:
     from apt_ostree.system.cleanup import CleanupRequest
 
@@ -538,6 +587,8 @@ _HANDLERS: dict[str, Callable[[Request], Run]] = {
     "PkgChange": _pkg_change,
     "Rollback": _rollback,
     "KernelArgs": _kernel_args,
+    "SetInitramfsState": _set_initramfs_state,
+    "InitramfsEtc": _initramfs_etc,
     "Cleanup": _cleanup,
     "RefreshMd": _refresh_md,
     "FinalizeDeployment": _finalize_deployment,
