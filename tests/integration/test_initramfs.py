@@ -11,8 +11,13 @@ import configparser
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from apt_ostree.compose.sysroot import SysrootRequest, make_sysroot
+from apt_ostree.ostree import repo as ostree_repo
+from apt_ostree.reporter import NullReporter
 from tests.fixtures.aptrepo import KERNEL_VERSION
-from tests.fixtures.debianbase import BOOT_FILES, DebianSysroot
+from tests.fixtures.debianbase import BOOT_FILES, CACHEDIR, DebianSysroot, mounted_tmpfs
 from tests.fixtures.deployments import fsck
 from tests.fixtures.sysroot import apt_ostree, deployments_json
 
@@ -129,3 +134,40 @@ def test_bad_requests_are_refused_and_change_nothing(debian_sysroot: DebianSysro
         proc = apt_ostree(path, "initramfs", *args)
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr)
         assert len(deployments_json(path)) == 1
+
+
+BOOT_REPO = CACHEDIR / "boot-repo"
+BOOT_REF = "test/boot/x86_64"
+
+
+@pytest.mark.slow
+def test_real_dracut_builds_the_initramfs_with_the_arguments(tmp_path: Path) -> None:
+    """The VM tests' bootable tree (real kernel, dracut, ostree-boot; composed and
+    cached by tests/e2e/test_boot.py, not here): dracut runs in the sandbox with
+    `--include`, and the file is in the new initramfs."""
+    if not (BOOT_REPO / "config").exists():
+        pytest.skip(f"no cached bootable tree in {BOOT_REPO} (tests/e2e/test_boot.py makes it)")
+    checksum = ostree_repo.resolve_ref(ostree_repo.open_repo(BOOT_REPO), BOOT_REF)
+    assert checksum is not None
+    with mounted_tmpfs(tmp_path / "tmpfs", "4g") as mnt:
+        path = mnt / "sysroot"
+        make_sysroot(
+            SysrootRequest(path=path, repo=BOOT_REPO, ref=BOOT_REF, revision=checksum,
+                           osname="debian", kargs=[], remote="origin",
+                           remote_url=f"file://{BOOT_REPO}", gpg_verify=False),
+            NullReporter(),
+        )  # fmt: skip
+        [kver] = [p.name for p in (deployment_dir(path) / "usr/lib/modules").iterdir()]
+        base = initramfs_of(path, kver)
+        run_ok(path, "initramfs", "--enable", "--arg=--include",
+               "--arg=/usr/lib/os-release", "--arg=/etc/apt-ostree-included")  # fmt: skip
+        image = deployment_dir(path) / f"usr/lib/modules/{kver}/initramfs.img"
+        assert image.read_bytes() != base
+        listing = subprocess.run(
+            ["lsinitrd", str(image)], capture_output=True, text=True, check=True
+        ).stdout
+        assert " etc/apt-ostree-included\n" in listing or "etc/apt-ostree-included\n" in listing
+        run_ok(path, "initramfs", "--disable")
+        assert deployments_json(path)[0]["checksum"] == checksum
+        assert initramfs_of(path, kver) == base
+        fsck(path)

@@ -67,6 +67,38 @@ def commit_for(sysroot: Sysroot, checksum: str, origin: Origin) -> str:
     return regenerate(sysroot, built_on, origin.initramfs_args)
 
 
+KEEP_REFS = "apt-ostree/keep"
+
+
+def keep_commits(sysroot: Sysroot, new: str) -> None:
+    """Refs on the commits that deployments are built on (the tree under a
+    regenerated initramfs, the base under a layer), so that pruning keeps them for
+    `initramfs --disable`, `uninstall`, ... as rpm-ostree's `rpmostree/base/N`.
+    `new` is the commit about to be deployed; refs no deployment needs go."""
+    wanted: list[str] = []
+    for checksum in [new, *(d.checksum for d in sysroot.deployments())]:
+        meta = ostree_repo.read_commit(sysroot.repo, checksum).metadata
+        for key in (BUILT_ON_KEY, BASE_KEY):
+            kept = meta.get(key)
+            if kept and kept != checksum and kept not in wanted:
+                wanted.append(str(kept))
+    _, refs = sysroot.repo.list_refs(KEEP_REFS, None)
+    current = {f"{KEEP_REFS}/{name}": value for name, value in refs.items()}
+    target = {f"{KEEP_REFS}/{i}": checksum for i, checksum in enumerate(wanted)}
+    if current == target:
+        return
+    sysroot.repo.prepare_transaction(None)
+    try:
+        for ref in current.keys() - target.keys():
+            sysroot.repo.transaction_set_ref(None, ref, None)
+        for ref, checksum in target.items():
+            sysroot.repo.transaction_set_ref(None, ref, checksum)
+        sysroot.repo.commit_transaction(None)
+    except BaseException:
+        sysroot.repo.abort_transaction(None)
+        raise
+
+
 def _raw_metadata(repo: OSTree.Repo, checksum: str) -> dict[str, Any]:
     """The commit's metadata as variants (types kept: `a(sss)` lists stay such)."""
     _, commit = repo.load_variant(OSTree.ObjectType.COMMIT, checksum)
@@ -111,9 +143,9 @@ def regenerate(sysroot: Sysroot, parent: str, args: list[str]) -> str:
                 for kver in kernels:
                     dest = files / MODULES / kver / "initramfs.img"
                     dest.parent.mkdir(parents=True)
-                    with tree.open_file(f"{MODULES}/{kver}/initramfs.img") as src:
-                        with dest.open("wb") as out:
-                            shutil.copyfileobj(src, out)
+                    src = tree.open_file(f"{MODULES}/{kver}/initramfs.img")
+                    with src, dest.open("wb") as out:
+                        shutil.copyfileobj(src, out)
                     dest.chmod(0o644)
         metadata = _raw_metadata(sysroot.repo, parent)
         base = metadata.get(BASE_KEY)

@@ -168,10 +168,11 @@ def deploy(
     (system/initramfs.py).
     """
     assert sysroot._locked, "deploy() needs the sysroot lock"
-    from apt_ostree.system.initramfs import commit_for
+    from apt_ostree.system.initramfs import commit_for, keep_commits
     from apt_ostree.system.initramfs_etc import DeployOptions, stage_overlay
 
     checksum = commit_for(sysroot, checksum, origin)
+    keep_commits(sysroot, checksum)
     merge = merge if merge is not None else sysroot.merge_deployment(osname)
     if kargs is None:
         bootconfig = merge.get_bootconfig()
