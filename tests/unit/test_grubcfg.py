@@ -52,6 +52,19 @@ def test_newest_deployment_is_the_first_and_default_entry(tmp_path: Path) -> Non
     assert text.count("menuentry ") == 2
 
 
+def test_overlay_initrds_follow_the_initramfs_on_one_initrd_line(tmp_path: Path) -> None:
+    entries = tmp_path / "entries"
+    write_entry(entries, "ostree-1-debian", 1, "rw")
+    with (entries / "ostree-1-debian.conf").open("a") as f:
+        f.write("initrd /ostree/initramfs-overlays/0123.img\n")
+    [entry] = grubcfg.read_entries(entries)
+    text = grubcfg.render([entry])
+    assert (
+        "    initrd /ostree/debian-abc/initramfs-6.1.0.img /ostree/initramfs-overlays/0123.img\n"
+        in text
+    )
+
+
 def test_titles_are_quoted_for_grub() -> None:
     entry = grubcfg.BootEntry("it's", 1, "/vmlinuz", None, "", "ostree-1-x")
     assert "menuentry 'it'\\''s' --id 'ostree-1-x' {" in grubcfg.render([entry])
