@@ -27,6 +27,7 @@ from apt_ostree.system.origin import Origin
 from apt_ostree.treefs import Tree, TreeError
 
 if TYPE_CHECKING:
+    from apt_ostree.reporter import Reporter
     from apt_ostree.system.sysroot import Sysroot
 
 BASE_KEY = "apt-ostree.base-checksum"
@@ -174,7 +175,7 @@ class InitramfsOutcome:
 
 
 def set_initramfs_state(
-    sysroot: Sysroot, osname: str, regenerate_: bool, args: list[str]
+    sysroot: Sysroot, osname: str, regenerate_: bool, args: list[str], reporter: Reporter
 ) -> InitramfsOutcome:
     """`initramfs --enable [--arg ...]` / `--disable`: a new deployment of the current
     one's tree with the initramfs regenerated (or the tree's own). Needs the lock."""
@@ -193,5 +194,7 @@ def set_initramfs_state(
     )
     if new.to_dict() == origin.to_dict():
         return InitramfsOutcome(False, origin)
+    reporter.task_begin("Regenerating the initramfs" if regenerate_ else "Deploying")
     deploy(sysroot, osname, current.checksum, new, kargs=current.kargs)
+    reporter.task_end()
     return InitramfsOutcome(True, new, sysroot.deployments()[0].checksum)

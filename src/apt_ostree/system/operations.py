@@ -444,9 +444,7 @@ def _set_initramfs_state(request: Request) -> Run:
     def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
         from apt_ostree.system.initramfs import set_initramfs_state
 
-        reporter.task_begin("Regenerating the initramfs" if regenerate else "Deploying")
-        outcome = set_initramfs_state(sysroot, osname, regenerate, args)
-        reporter.task_end()
+        outcome = set_initramfs_state(sysroot, osname, regenerate, args, reporter)
         return {"changed": outcome.changed, "booted": sysroot.booted}
 
     return run
