@@ -372,8 +372,6 @@ POSITIONALS = {
 NOT_YET = "not yet implemented (docs/cli.md)"
 # (command path, option) -> why apt-ostree does not accept it; option None: the command.
 EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
-    (("initramfs",), None): NOT_YET,
-    (("initramfs-etc",), None): NOT_YET,
     (("apply-live",), None): NOT_YET,
     (("usroverlay",), None): NOT_YET,
     (("ex", "history"), None): NOT_YET + " (ex history)",
