@@ -91,6 +91,12 @@ GRANT_RULES = (
 # What the update commit adds on top of the image's commit.
 UPDATE_MARKER = "usr/share/apt-ostree-test/update"
 ETC_EDIT = "edited by the administrator before the upgrade"
+# `initramfs-etc` tracks a modprobe option of the machine and `initramfs --enable`
+# builds an initramfs that loads the module (dracut --force-drivers): the module's
+# devices show that both reached the initramfs the machine booted.
+INITRAMFS_ETC = "/etc/modprobe.d/apt-ostree-test.conf"
+INITRAMFS_ARGS = ["--force-drivers", "dummy"]
+DUMMIES = ["dummy0", "dummy1", "dummy2"]  # numdummies=3 (the module's default is 1)
 # The layered package's postinst writes into /usr, as real ones do.
 POSTINST = """#!/bin/sh
 set -e
@@ -514,6 +520,53 @@ def test_a_locked_staged_deployment_is_not_booted_by_a_reboot(vm: VM) -> None:
     assert json.loads(vm.run("apt-ostree status --json"))["finalize-failure"] is None
 
 
+def booted_initrds(vm: VM) -> list[str]:
+    """The initrds GRUB loaded for the booted deployment (its menu entry), under /boot."""
+    ostree_karg = next(a for a in vm.run("cat /proc/cmdline").split() if a.startswith("ostree="))
+    for entry in vm.run("cat /boot/loader/grub.cfg").split("menuentry ")[1:]:
+        words = [line.split() for line in entry.splitlines()]
+        if any(w[:1] == ["linux"] and ostree_karg in w for w in words):
+            return next(w[1:] for w in words if w[:1] == ["initrd"])
+    raise AssertionError(f"no menu entry boots {ostree_karg}")
+
+
+def assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm: VM) -> None:
+    initramfs, overlay = booted_initrds(vm)
+    assert overlay.startswith("/ostree/initramfs-overlays/")
+    # The overlay holds the file as the machine has it; the initramfs was built with the arg.
+    member = f"cpio -i --quiet --to-stdout {INITRAMFS_ETC[1:]} < /boot{overlay}"
+    assert vm.run(member) == vm.run(f"cat {INITRAMFS_ETC}")
+    assert "/dummy.ko" in vm.run(f"lsinitrd /boot{initramfs} | grep /dummy.ko || true")
+    # ... and the kernel got both: dummy was loaded in the initramfs, with the option.
+    net = vm.run("ls /sys/class/net").split()
+    assert [n for n in net if n.startswith("dummy")] == DUMMIES, net
+
+
+def test_initramfs_regenerated_and_etc_tracked_are_in_the_booted_initramfs(vm: VM) -> None:
+    if vm.firmware != "uefi":
+        pytest.skip("the initramfs does not depend on the firmware: run once, on UEFI")
+    # The machine's own content: its machine id in a comment.
+    vm.run(f'echo "# $(cat /etc/machine-id)" > {INITRAMFS_ETC}')
+    vm.run(f"echo 'options dummy numdummies={len(DUMMIES)}' >> {INITRAMFS_ETC}")
+    track = f"apt-ostree initramfs-etc --track={INITRAMFS_ETC}"
+    assert f"Tracked: {INITRAMFS_ETC}" in step(vm, track, track).splitlines()
+    enable = f"apt-ostree initramfs --enable {' '.join(f'--arg={a}' for a in INITRAMFS_ARGS)}"
+    step(vm, enable, enable)
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["regenerate-initramfs"]
+    assert vm.status("test -e /sys/module/dummy") != 0
+    reboot(vm)
+    deployments = status(vm)
+    now = booted(deployments)
+    assert deployments[0]["booted"] and now["packages"] == LAYERED
+    assert now["regenerate-initramfs"] and now["initramfs-args"] == INITRAMFS_ARGS
+    assert now["initramfs-etc"] == [INITRAMFS_ETC]
+    text = vm.run("apt-ostree status -b")
+    assert f"Initramfs: {' '.join(INITRAMFS_ARGS)}" in text
+    assert f"InitramfsEtc: {INITRAMFS_ETC}" in text
+    assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm)
+
+
 def stage_by_the_automatic_timer(vm: VM, updates: Updates) -> None:
     """AutomaticUpdatePolicy=stage, and the timer made to fire now: it stages the update."""
     assert vm.run("systemctl is-enabled apt-ostreed-automatic.timer") in ("static", "enabled")
@@ -574,6 +627,11 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
     assert vm.run(f"ssh-keygen -l -f {HOST_KEY}.pub") == HOST_KEYS[vm.firmware]
     assert "ssh_host_" not in vm.run(LS_ETC_SSH.format(now["checksum"]))
     assert "foo=bar" in vm.run("cat /proc/cmdline").split()
+    # The client-side initramfs is rebuilt on the new base (UEFI: the step above).
+    for key in ("regenerate-initramfs", "initramfs-args", "initramfs-etc"):
+        assert now[key] == before[key], key
+    if before["regenerate-initramfs"]:
+        assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm)
 
 
 def test_rollback_boots_the_previous_deployment(vm: VM, image: Image) -> None:

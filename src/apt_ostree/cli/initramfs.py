@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from apt_ostree.cli.finalization import add_lock_option, lock_options
+from apt_ostree.cli.options import add_stateroot
 from apt_ostree.client import Request, open_client
 from apt_ostree.errors import EXIT_UNCHANGED, AptOstreeError
 from apt_ostree.reporter import Reporter
@@ -15,7 +16,7 @@ REBOOT_HINT = 'Run "systemctl reboot" to start a reboot'
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--os", dest="osname", metavar="OSNAME", help="operate on this OS")
+    add_stateroot(p)
     p.add_argument(
         "-r", "--reboot", action="store_true", help="reboot afterwards (booted system only)"
     )
