@@ -120,6 +120,8 @@ def test_lock_finalization_and_finalize_deployment_need_a_booted_system(twins: T
     for args, error in (
         (("upgrade", "--lock-finalization"), "error: --lock-finalization needs the booted system"),
         (("install", "pkg-a", "--lock-finalization"), "error: --lock-finalization needs"),
+        (("initramfs", "--enable", "--lock-finalization"), "error: --lock-finalization needs"),
+        (("initramfs-etc", "--force-sync", "--lock-finalization"), "error: --lock-finalization"),
         (("finalize-deployment", "abc"), "error: No staged deployment"),
         (("finalize-deployment",), "error: finalize-deployment needs the staged deployment's"),
     ):

@@ -8,6 +8,7 @@ tree (real kernel, dracut and ostree-boot)."""
 from __future__ import annotations
 
 import configparser
+import fcntl
 import subprocess
 from pathlib import Path
 
@@ -145,7 +146,9 @@ def lsinitrd(image: Path) -> str:
     ).stdout
 
 
-BOOT_REF = "test/boot/x86_64"
+# The trixie machine's tree (tests/e2e/test_boot.py composes it under the lock).
+BOOT_REF = "test/boot/trixie/x86_64"
+BOOT_LOCK = CACHEDIR / "boot-repo.lock"
 
 
 @pytest.mark.slow
@@ -155,16 +158,20 @@ def test_real_dracut_builds_the_initramfs_with_the_arguments(tmp_path: Path) -> 
     `--include`, and the file is in the new initramfs."""
     if not (BOOT_REPO / "config").exists():
         pytest.skip(f"no cached bootable tree in {BOOT_REPO} (tests/e2e/test_boot.py makes it)")
-    checksum = ostree_repo.resolve_ref(ostree_repo.open_repo(BOOT_REPO), BOOT_REF)
-    assert checksum is not None
     with mounted_tmpfs(tmp_path / "tmpfs", "4g") as mnt:
         path = mnt / "sysroot"
-        make_sysroot(
-            SysrootRequest(path=path, repo=BOOT_REPO, ref=BOOT_REF, revision=checksum,
-                           osname="debian", kargs=[], remote="origin",
-                           remote_url=f"file://{BOOT_REPO}", gpg_verify=False),
-            NullReporter(),
-        )  # fmt: skip
+        # Under the lock: a boot test may be composing the tree anew beside this one.
+        with BOOT_LOCK.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            checksum = ostree_repo.resolve_ref(ostree_repo.open_repo(BOOT_REPO), BOOT_REF)
+            if checksum is None:
+                pytest.skip(f"no {BOOT_REF} in {BOOT_REPO} (tests/e2e/test_boot.py makes it)")
+            make_sysroot(
+                SysrootRequest(path=path, repo=BOOT_REPO, ref=BOOT_REF, revision=checksum,
+                               osname="debian", kargs=[], remote="origin",
+                               remote_url=f"file://{BOOT_REPO}", gpg_verify=False),
+                NullReporter(),
+            )  # fmt: skip
         [kver] = [p.name for p in (deployment_dir(path) / "usr/lib/modules").iterdir()]
         base = initramfs_of(path, kver)
         # `--modules base` (plus the ostree module apt-ostree adds) keeps dracut to
