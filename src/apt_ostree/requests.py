@@ -101,6 +101,7 @@ METHODS = {
                 "override-reset": "as",
                 "override-reset-all": "b",
                 "reset-layering": "b",
+                "reset-initramfs": "b",
                 **LAYERING_OPTIONS,
                 **STAGING,
             },
@@ -273,6 +274,8 @@ class Request:
                       "override-reset-all")
         ):  # fmt: skip
             names.append("override")
+        if self.flag("reset-initramfs"):  # as `initramfs --disable`
+            names.append("bootconfig")
         if not names:  # a PkgChange that asks for nothing: refused later, as empty
             names.append("install-uninstall-packages")
         assert set(names) <= set(ACTIONS), names

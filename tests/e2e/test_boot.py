@@ -16,7 +16,8 @@ The tests of a machine run in file order on one VM (a copy-on-write overlay of
 its image), as an administrator would: status; apt-ostreed over the system
 bus; install (with openssh-server: its host keys are made at boot, never
 committed, and kept by the upgrade) and reboot; kargs and reboot; a power cut
-between upgrade and reboot; edit /etc, upgrade and reboot; rollback and reboot.
+between upgrade and reboot; (UEFI) a tracked /etc file and a dracut argument
+in the initramfs, and reboot; edit /etc, upgrade and reboot; rollback and reboot.
 Every command goes through apt-ostreed on the system bus, authorized by the
 real polkitd. The bookworm machine also gets: a user that a polkit rules file
 lets layer packages, and one that is refused; an install interrupted with

@@ -123,6 +123,29 @@ def test_initramfs_is_rebuilt_on_a_layered_deployment(
     assert d["packages"] == ["dep-top"] and initramfs_of(path) == BASE_INITRAMFS
 
 
+def test_reset_initramfs_stops_regeneration_and_tracking_as_plain_reset_does(
+    debian_sysroot: DebianSysroot, layer_repo: object
+) -> None:
+    path = debian_sysroot.path
+    (debian_sysroot.etc / "early.conf").write_text("early\n")
+    run_ok(path, "install", "dep-top")
+    run_ok(path, "initramfs", "--enable")
+    run_ok(path, "initramfs-etc", "--track=/etc/early.conf")
+    run_ok(path, "reset", "-i")
+    d = deployments_json(path)[0]
+    assert d["packages"] == ["dep-top"]
+    assert not d["regenerate-initramfs"] and d["initramfs-etc"] == []
+    assert not origin_of(path).has_section("rpmostree")
+    assert initramfs_of(path) == BASE_INITRAMFS
+    # Without an option, as rpm-ostree: packages, overrides and the initramfs.
+    run_ok(path, "initramfs", "--enable")
+    run_ok(path, "reset")
+    d = deployments_json(path)[0]
+    assert d["checksum"] == debian_sysroot.base_checksum and d["packages"] == []
+    assert not d["regenerate-initramfs"]
+    fsck(path)
+
+
 def test_bad_requests_are_refused_and_change_nothing(debian_sysroot: DebianSysroot) -> None:
     path = debian_sysroot.path
     for args, message in (

@@ -377,8 +377,6 @@ EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
     (("ex", "history"), None): NOT_YET + " (ex history)",
     (("install",), "-A"): "install --apply-live needs apply-live, " + NOT_YET,
     (("install",), "--apply-live"): "install --apply-live needs apply-live, " + NOT_YET,
-    (("reset",), "-i"): "client-side initramfs regeneration (initramfs --enable) " + NOT_YET,
-    (("reset",), "--initramfs"): "client-side initramfs regeneration " + NOT_YET,
     (("status",), "-a"): "advisories are RPM updateinfo; Debian archives publish none",
     (("status",), "--advisories"): "advisories are RPM updateinfo; Debian has none",
     (("db", "diff"), "-a"): "advisories are RPM updateinfo; Debian has none",

@@ -294,7 +294,7 @@ def _pkg_change(request: Request) -> Run:
     _check_names("PkgChange", install + uninstall + removals + resets)
     local = request.local("install-local-packages")
     replacements = request.local("override-replace-local")
-    flags = ("uninstall-all", "override-reset-all", "reset-layering")
+    flags = ("uninstall-all", "override-reset-all", "reset-layering", "reset-initramfs")
     if not (install or uninstall or removals or resets or local or replacements) and not any(
         request.flag(f) for f in flags
     ):
@@ -319,6 +319,7 @@ def _pkg_change(request: Request) -> Run:
                 reset_removals=resets,
                 reset_all_overrides=request.flag("override-reset-all"),
                 reset_layering=request.flag("reset-layering"),
+                reset_initramfs=request.flag("reset-initramfs"),
                 allow_inactive=request.flag("allow-inactive"),
                 idempotent=request.flag("idempotent"),
                 labels={**local_files, **replacement_files},

@@ -34,6 +34,8 @@ class PackageChange:
     reset_removals: list[str] = field(default_factory=list)
     reset_all_overrides: bool = False
     reset_layering: bool = False
+    # `reset -i`: no initramfs regeneration, no tracked /etc files.
+    reset_initramfs: bool = False
     allow_inactive: bool = False
     idempotent: bool = False
     # How the caller named a local .deb (by path), for messages: the daemon reads
@@ -158,13 +160,18 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
         # A new replacement of a package takes the place of the previous one.
         replaced = [e for e in replaced if _local_name(e) != _local_name(entry)]
         replaced.append(entry)
-    return dataclasses.replace(
+    new = dataclasses.replace(
         origin,
         requested_packages=requested,
         requested_local=local,
         removed_base=removed,
         replaced_local=replaced,
     )
+    if change.reset_initramfs:
+        new = dataclasses.replace(
+            new, regenerate_initramfs=False, initramfs_args=[], initramfs_etc=[]
+        )
+    return new
 
 
 def change_packages(
