@@ -97,10 +97,12 @@ ETC_EDIT = "edited by the administrator before the upgrade"
 # it (rd.modules_load, read in the initramfs only): the module's devices show that
 # both reached the initramfs the machine booted. (dracut's --force-drivers would not
 # do: with systemd in the initramfs nothing reads the rd.driver.pre it writes.)
-INITRAMFS_ETC = "/etc/modprobe.d/apt-ostree-test.conf"
+# Named to sort after systemd's /usr/lib/modprobe.d/systemd.conf, whose
+# `options dummy numdummies=0` kmod would otherwise apply last.
+INITRAMFS_ETC = "/etc/modprobe.d/zz-apt-ostree-test.conf"
 INITRAMFS_ARGS = ["--add-drivers", "dummy"]
 INITRAMFS_KARG = "rd.modules_load=dummy"
-DUMMIES = ["dummy0", "dummy1", "dummy2"]  # numdummies=3 (the module's default is 1)
+DUMMIES = ["dummy0", "dummy1", "dummy2"]  # numdummies=3 (systemd's default: 0)
 # The layered package's postinst writes into /usr, as real ones do.
 POSTINST = """#!/bin/sh
 set -e
