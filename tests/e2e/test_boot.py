@@ -95,8 +95,7 @@ ETC_EDIT = "edited by the administrator before the upgrade"
 # `initramfs-etc` tracks a modprobe option of the machine, `initramfs --enable` builds
 # an initramfs with the module (dracut --add-drivers) and the initramfs' systemd loads
 # it (rd.modules_load, read in the initramfs only): the module's devices show that
-# both reached the initramfs the machine booted. (dracut's --force-drivers would not
-# do: with systemd in the initramfs nothing reads the rd.driver.pre it writes.)
+# both reached the initramfs the machine booted.
 # Named to sort after systemd's /usr/lib/modprobe.d/systemd.conf, whose
 # `options dummy numdummies=0` kmod would otherwise apply last.
 INITRAMFS_ETC = "/etc/modprobe.d/zz-apt-ostree-test.conf"
