@@ -102,6 +102,7 @@ METHODS = {
                 "override-reset": "as",
                 "override-reset-all": "b",
                 "reset-layering": "b",
+                "reset-initramfs": "b",
                 **LAYERING_OPTIONS,
                 **STAGING,
             },
@@ -119,6 +120,12 @@ METHODS = {
                 "import-proc-cmdline": "b",
                 **STAGING,
             },
+        ),
+        Method("SetInitramfsState", "initramfs", (("regenerate", "b"), ("args", "as")), STAGING),
+        Method(
+            "InitramfsEtc", "initramfs-etc",
+            (("track", "as"), ("untrack", "as"), ("untrack-all", "b"), ("force-sync", "b")),
+            STAGING,
         ),
         Method(
             "FinalizeDeployment", "finalize-deployment", (),
@@ -244,6 +251,8 @@ class Request:
             "Rebase": "rebase",
             "Rollback": "rollback",
             "KernelArgs": "bootconfig",
+            "SetInitramfsState": "bootconfig",
+            "InitramfsEtc": "bootconfig",
             "Cleanup": "cleanup",
             "RefreshMd": "repo-refresh",
             "FinalizeDeployment": "finalize-deployment",
@@ -266,6 +275,8 @@ class Request:
                       "override-reset", "override-reset-all")
         ):  # fmt: skip
             names.append("override")
+        if self.flag("reset-initramfs"):  # as `initramfs --disable`
+            names.append("bootconfig")
         if not names:  # a PkgChange that asks for nothing: refused later, as empty
             names.append("install-uninstall-packages")
         assert set(names) <= set(ACTIONS), names

@@ -16,7 +16,8 @@ The tests of a machine run in file order on one VM (a copy-on-write overlay of
 its image), as an administrator would: status; apt-ostreed over the system
 bus; install (with openssh-server: its host keys are made at boot, never
 committed, and kept by the upgrade) and reboot; kargs and reboot; a power cut
-between upgrade and reboot; edit /etc, upgrade and reboot; rollback and reboot.
+between upgrade and reboot; (UEFI) a tracked /etc file and a dracut argument
+in the initramfs, and reboot; edit /etc, upgrade and reboot; rollback and reboot.
 Every command goes through apt-ostreed on the system bus, authorized by the
 real polkitd. The bookworm machine also gets: a user that a polkit rules file
 lets layer packages, and one that is refused; an install interrupted with
@@ -113,6 +114,16 @@ LOCAL_USER = "alice"
 OCI = "oci"
 OCI_IMAGE = f"ostree-unverified-image:oci:{UPDATES}/{OCI}:stable"
 ETC_EDIT = "edited by the administrator before the upgrade"
+# `initramfs-etc` tracks a modprobe option of the machine, `initramfs --enable` builds
+# an initramfs with the module (dracut --add-drivers) and the initramfs' systemd loads
+# it (rd.modules_load, read in the initramfs only): the module's devices show that
+# both reached the initramfs the machine booted.
+# Named to sort after systemd's /usr/lib/modprobe.d/systemd.conf, whose
+# `options dummy numdummies=0` kmod would otherwise apply last.
+INITRAMFS_ETC = "/etc/modprobe.d/zz-apt-ostree-test.conf"
+INITRAMFS_ARGS = ["--add-drivers", "dummy"]
+INITRAMFS_KARG = "rd.modules_load=dummy"
+DUMMIES = ["dummy0", "dummy1", "dummy2"]  # numdummies=3 (systemd's default: 0)
 # The layered package's postinst writes into /usr, as real ones do.
 POSTINST = """#!/bin/sh
 set -e
@@ -305,9 +316,9 @@ def booted(deployments: list[dict[str, Any]]) -> dict[str, Any]:
     return entry
 
 
-def step(vm: VM, label: str, command: str) -> str:
+def step(vm: VM, label: str, command: str, timeout: int = 900) -> str:
     start = time.monotonic()
-    out = vm.run(command, timeout=900)
+    out = vm.run(command, timeout=timeout)
     timed(f"{vm.firmware}: {label}", start)
     return out
 
@@ -571,6 +582,57 @@ def test_a_locked_staged_deployment_is_not_booted_by_a_reboot(vm: VM) -> None:
     assert json.loads(vm.run("apt-ostree status --json"))["finalize-failure"] is None
 
 
+def booted_initrds(vm: VM) -> list[str]:
+    """The initrds GRUB loaded for the booted deployment (its menu entry), under /boot."""
+    ostree_karg = next(a for a in vm.run("cat /proc/cmdline").split() if a.startswith("ostree="))
+    for entry in vm.run("cat /boot/loader/grub.cfg").split("menuentry ")[1:]:
+        words = [line.split() for line in entry.splitlines()]
+        if any(w[:1] == ["linux"] and ostree_karg in w for w in words):
+            return next(w[1:] for w in words if w[:1] == ["initrd"])
+    raise AssertionError(f"no menu entry boots {ostree_karg}")
+
+
+def assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm: VM) -> None:
+    initramfs, overlay = booted_initrds(vm)
+    assert overlay.startswith("/ostree/initramfs-overlays/")
+    # The overlay holds the file as the machine has it; the initramfs was built with the arg.
+    member = f"cpio -i --quiet --to-stdout {INITRAMFS_ETC[1:]} < /boot{overlay}"
+    assert vm.run(member) == vm.run(f"cat {INITRAMFS_ETC}")
+    assert "/dummy.ko" in vm.run(f"lsinitrd /boot{initramfs} | grep /dummy.ko || true")
+    # ... and the kernel got both: dummy was loaded in the initramfs, with the option.
+    net = vm.run("ls /sys/class/net").split()
+    assert [n for n in net if n.startswith("dummy")] == DUMMIES, net
+
+
+def test_initramfs_regenerated_and_etc_tracked_are_in_the_booted_initramfs(vm: VM) -> None:
+    if vm.firmware != "uefi":
+        pytest.skip("the initramfs does not depend on the firmware: run once, on UEFI")
+    before = booted(status(vm))
+    step(vm, f"apt-ostree kargs --append={INITRAMFS_KARG}",
+         f"apt-ostree kargs --append={INITRAMFS_KARG}")  # fmt: skip
+    # The machine's own content: its machine id in a comment.
+    vm.run(f'echo "# $(cat /etc/machine-id)" > {INITRAMFS_ETC}')
+    vm.run(f"echo 'options dummy numdummies={len(DUMMIES)}' >> {INITRAMFS_ETC}")
+    track = f"apt-ostree initramfs-etc --track={INITRAMFS_ETC}"
+    assert f"Tracked: {INITRAMFS_ETC}" in step(vm, track, track).splitlines()
+    enable = f"apt-ostree initramfs --enable {' '.join(f'--arg={a}' for a in INITRAMFS_ARGS)}"
+    step(vm, enable, enable, timeout=1800)  # dracut, under TCG
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["regenerate-initramfs"]
+    assert vm.status("test -e /sys/module/dummy") != 0
+    reboot(vm)
+    deployments = status(vm)
+    now = booted(deployments)
+    assert deployments[0]["booted"] and now["packages"] == before["packages"]
+    assert INITRAMFS_KARG in vm.run("cat /proc/cmdline").split()
+    assert now["regenerate-initramfs"] and now["initramfs-args"] == INITRAMFS_ARGS
+    assert now["initramfs-etc"] == [INITRAMFS_ETC]
+    text = vm.run("apt-ostree status -b")
+    assert f"Initramfs: {' '.join(INITRAMFS_ARGS)}" in text
+    assert f"InitramfsEtc: {INITRAMFS_ETC}" in text
+    assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm)
+
+
 def stage_by_the_automatic_timer(vm: VM, updates: Updates) -> None:
     """AutomaticUpdatePolicy=stage, and the timer made to fire now: it stages the update."""
     assert vm.run("systemctl is-enabled apt-ostreed-automatic.timer") in ("static", "enabled")
@@ -609,7 +671,7 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
         stage_by_the_automatic_timer(vm, updates)
     else:
         upgrade = "apt-ostree upgrade --lock-finalization"
-        step(vm, upgrade, upgrade)
+        step(vm, upgrade, upgrade, timeout=1800)  # with dracut when regenerating
     staged = status(vm)[0]
     assert staged["staged"] and staged["version"] == updates.version
     if vm.firmware == "bios":
@@ -638,6 +700,11 @@ def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: U
     assert vm.run(f"ssh-keygen -l -f {HOST_KEY}.pub") == HOST_KEYS[vm.firmware]
     assert "ssh_host_" not in vm.run(LS_ETC_SSH.format(now["checksum"]))
     assert "foo=bar" in vm.run("cat /proc/cmdline").split()
+    # The client-side initramfs is rebuilt on the new base (UEFI: the step above).
+    for key in ("regenerate-initramfs", "initramfs-args", "initramfs-etc"):
+        assert now[key] == before[key], key
+    if before["regenerate-initramfs"]:
+        assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm)
 
 
 # -- Health-checked boot with automatic rollback (docs/health.md) ------------------------

@@ -372,13 +372,9 @@ POSITIONALS = {
 NOT_YET = "not yet implemented (docs/cli.md)"
 # (command path, option) -> why apt-ostree does not accept it; option None: the command.
 EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
-    (("initramfs",), None): NOT_YET,
-    (("initramfs-etc",), None): NOT_YET,
     (("apply-live",), None): NOT_YET,
     (("install",), "-A"): "install --apply-live needs apply-live, " + NOT_YET,
     (("install",), "--apply-live"): "install --apply-live needs apply-live, " + NOT_YET,
-    (("reset",), "-i"): "client-side initramfs regeneration (initramfs --enable) " + NOT_YET,
-    (("reset",), "--initramfs"): "client-side initramfs regeneration " + NOT_YET,
     (("status",), "-a"): "advisories are RPM updateinfo; Debian archives publish none",
     (("status",), "--advisories"): "advisories are RPM updateinfo; Debian has none",
     (("db", "diff"), "-a"): "advisories are RPM updateinfo; Debian has none",

@@ -52,6 +52,34 @@ def test_newest_deployment_is_the_first_and_default_entry(tmp_path: Path) -> Non
     assert text.count("menuentry ") == 2
 
 
+def test_overlay_initrds_follow_the_initramfs_on_one_initrd_line(tmp_path: Path) -> None:
+    entries = tmp_path / "entries"
+    write_entry(entries, "ostree-1-debian", 1, "rw")
+    with (entries / "ostree-1-debian.conf").open("a") as f:
+        f.write("initrd /ostree/initramfs-overlays/0123.img\n")
+    [entry] = grubcfg.read_entries(entries)
+    text = grubcfg.render([entry])
+    assert (
+        "    initrd /ostree/debian-abc/initramfs-6.1.0.img /ostree/initramfs-overlays/0123.img\n"
+        in text
+    )
+
+
+def test_overlay_initrds_load_the_same_way_on_bios_and_uefi(tmp_path: Path) -> None:
+    """One grub.cfg for both GRUB platforms: only the console setup depends on
+    `$grub_platform`, the entries (and their initrd line) do not; GRUB parses it."""
+    entries = tmp_path / "entries"
+    write_entry(entries, "ostree-1-debian", 1, "rw")
+    with (entries / "ostree-1-debian.conf").open("a") as f:
+        f.write("initrd /ostree/initramfs-overlays/0123.img\n")
+    text = grubcfg.render(grubcfg.read_entries(entries))
+    branch = text[text.index('if [ "$grub_platform"') : text.index("\nfi\n")]
+    assert "initrd" not in branch and "menuentry" not in branch
+    assert text.index("\nfi\n") < text.index("menuentry ")
+    # GRUB's own parser (grub-common, with grub-pc-bin in APT_PACKAGES).
+    subprocess.run(["grub-script-check"], input=text, text=True, check=True)
+
+
 def test_titles_are_quoted_for_grub() -> None:
     entry = grubcfg.BootEntry("it's", 1, "/vmlinuz", None, "", "ostree-1-x")
     assert "menuentry 'it'\\''s' --id 'ostree-1-x' {" in grubcfg.render([entry], "t")

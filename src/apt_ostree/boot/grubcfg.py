@@ -64,9 +64,12 @@ class BootEntry:
 def parse_entry(path: Path) -> BootEntry:
     """Read one BLS entry (`key value` lines) as ostree writes them."""
     fields: dict[str, str] = {}
+    initrds: list[str] = []  # the initramfs, then overlay initrds (initramfs-etc)
     for line in path.read_text().splitlines():
         key, _, value = line.strip().partition(" ")
-        if key and not key.startswith("#"):
+        if key == "initrd":
+            initrds.append(value.strip())
+        elif key and not key.startswith("#"):
             fields[key] = value.strip()
     if "linux" not in fields:
         raise ValueError(f"{path}: BLS entry without a linux line")
@@ -78,7 +81,7 @@ def parse_entry(path: Path) -> BootEntry:
         title=fields.get("title", path.stem),
         version=version,
         linux=fields["linux"],
-        initrd=fields.get("initrd"),
+        initrd=" ".join(initrds) or None,
         options=fields.get("options", ""),
         name=path.stem,
     )

@@ -24,6 +24,8 @@ COMMANDS = {
     "cancel": "admin",
     "reload": "admin",
     "finalize-deployment": "finalization",
+    "initramfs": "initramfs",
+    "initramfs-etc": "initramfs",
     "db": "db",
     "compose": "compose",
     "install": "packages",

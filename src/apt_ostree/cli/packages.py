@@ -72,9 +72,13 @@ def register(sub: Any) -> None:
     _common(r, exit_77=False)
     r.set_defaults(func=cmd_override_reset)
 
-    p = sub.add_parser("reset", help="remove all layered packages and overrides")
+    p = sub.add_parser("reset", help="remove all layered packages, overrides and initramfs changes")
     p.add_argument("-l", "--overlays", action="store_true", help="only layered packages")
     p.add_argument("-o", "--overrides", action="store_true", help="only overrides")
+    p.add_argument(
+        "-i", "--initramfs", action="store_true",
+        help="only initramfs regeneration and tracked /etc files",
+    )  # fmt: skip
     _common(p, exit_77=False)
     p.set_defaults(func=cmd_reset)
 
@@ -213,12 +217,15 @@ def cmd_override_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    both = not args.overlays and not args.overrides
+    # As rpm-ostree: without a selection, everything.
+    every = not (args.overlays or args.overrides or args.initramfs)
     options: dict[str, Any] = {}
-    if both or args.overlays:
+    if every or args.overlays:
         options["reset-layering"] = True
-    if both or args.overrides:
+    if every or args.overrides:
         options["override-reset-all"] = True
+    if every or args.initramfs:
+        options["reset-initramfs"] = True
     return _run(args, [], [], options)
 
 

@@ -116,6 +116,11 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
         inactive = [p for p in d["requested-packages"] if p not in d["packages"]]
         if inactive:
             lines.append(_field("InactiveRequests", " ".join(inactive)))
+        # As rpm-ostree: the dracut arguments, or "regenerate" without any.
+        if d["regenerate-initramfs"]:
+            lines.append(_field("Initramfs", " ".join(d["initramfs-args"]) or "regenerate"))
+        if d["initramfs-etc"]:
+            lines.append(_field("InitramfsEtc", " ".join(d["initramfs-etc"])))
     driver = status.get("update-driver")
     if driver:
         unit = f" ({driver['driver-sd-unit']})" if driver["driver-sd-unit"] else ""

@@ -92,7 +92,7 @@ def _deployment_dir(sysroot: Sysroot, checksum: str) -> Path | None:
 
 
 @contextmanager
-def _base_tree(sysroot: Sysroot, base: str) -> Iterator[Path]:
+def base_tree(sysroot: Sysroot, base: str) -> Iterator[Path]:
     """A read-only tree of the base commit: a deployment of it, or a hardlink checkout."""
     existing = _deployment_dir(sysroot, base)
     if existing is not None:
@@ -108,7 +108,7 @@ def _base_tree(sysroot: Sysroot, base: str) -> Iterator[Path]:
 
 
 @contextmanager
-def _overlay(lower: Path, work: Path) -> Iterator[Path]:
+def overlay(lower: Path, work: Path) -> Iterator[Path]:
     upper, workdir, merged = work / "upper", work / "work", work / "merged"
     for d in (upper, workdir, merged):
         d.mkdir()
@@ -317,7 +317,7 @@ def build_layer(
     """
     reporter = reporter or NullReporter()
     cache = state_dir(sysroot, osname)
-    with _base_tree(sysroot, base) as lower:
+    with base_tree(sysroot, base) as lower:
         stanzas = host_sources(merge_etc.parent)
         reporter.task_begin("Resolving packages")
         plan = resolve_layer(
@@ -407,7 +407,7 @@ def _install_layer(
         linked.append(dest)
     var = work / "var"
     var.mkdir()
-    with _overlay(lower, work) as merged:
+    with overlay(lower, work) as merged:
         etc = merged / "usr/etc"
         _give_accounts(merge_etc, merged)
         users_before = _read_users(etc, "passwd")

@@ -298,7 +298,7 @@ def _pkg_change(request: Request) -> Run:
         parse_replacement(spec)
     local = request.local("install-local-packages")
     replacements = request.local("override-replace-local")
-    flags = ("uninstall-all", "override-reset-all", "reset-layering")
+    flags = ("uninstall-all", "override-reset-all", "reset-layering", "reset-initramfs")
     asked = install or uninstall or removals or resets or local or replacements or remote
     if not asked and not any(request.flag(f) for f in flags):
         raise RequestError("PkgChange: name packages to install or uninstall")
@@ -323,6 +323,7 @@ def _pkg_change(request: Request) -> Run:
                 reset_removals=resets,
                 reset_all_overrides=request.flag("override-reset-all"),
                 reset_layering=request.flag("reset-layering"),
+                reset_initramfs=request.flag("reset-initramfs"),
                 allow_inactive=request.flag("allow-inactive"),
                 idempotent=request.flag("idempotent"),
                 labels={**local_files, **replacement_files},
@@ -430,6 +431,53 @@ def _kernel_args(request: Request) -> Run:
             osname=None if index is not None else osname,
         )  # fmt: skip
         return {"changed": result.changed, "booted": sysroot.booted}
+
+    return run
+
+
+def _set_initramfs_state(request: Request) -> Run:
+    from apt_ostree.system.initramfs import check_args
+
+    regenerate, args = bool(request.arg("regenerate")), list(request.arg("args"))
+    if args and not regenerate:
+        raise RequestError("SetInitramfsState: --arg needs --enable")
+    try:
+        check_args(args)
+    except AptOstreeError as e:
+        raise RequestError(str(e)) from e
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.system.initramfs import set_initramfs_state
+
+        outcome = set_initramfs_state(sysroot, osname, regenerate, args, reporter)
+        return {"changed": outcome.changed, "booted": sysroot.booted}
+
+    return run
+
+
+def _initramfs_etc(request: Request) -> Run:
+    from apt_ostree.system.initramfs_etc import normalize
+
+    track, untrack = list(request.arg("track")), list(request.arg("untrack"))
+    untrack_all, force_sync = bool(request.arg("untrack-all")), bool(request.arg("force-sync"))
+    if not (track or untrack or untrack_all or force_sync):
+        raise RequestError("InitramfsEtc: no change was requested")
+    try:
+        for path in track + untrack:
+            normalize(path)
+    except AptOstreeError as e:
+        raise RequestError(str(e)) from e
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.system.initramfs_etc import set_initramfs_etc
+
+        outcome = set_initramfs_etc(
+            sysroot, osname, track, untrack, untrack_all=untrack_all, force_sync=force_sync
+        )
+        return {
+            "changed": outcome.changed, "tracked": outcome.tracked,
+            "untracked": outcome.untracked, "booted": sysroot.booted,
+        }  # fmt: skip
 
     return run
 
@@ -542,6 +590,8 @@ _HANDLERS: dict[str, Callable[[Request], Run]] = {
     "PkgChange": _pkg_change,
     "Rollback": _rollback,
     "KernelArgs": _kernel_args,
+    "SetInitramfsState": _set_initramfs_state,
+    "InitramfsEtc": _initramfs_etc,
     "Cleanup": _cleanup,
     "RefreshMd": _refresh_md,
     "FinalizeDeployment": _finalize_deployment,

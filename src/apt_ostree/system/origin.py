@@ -9,6 +9,10 @@ requested=a;b;
 [overrides]
 remove=c;
 replace=d;e=1.2-3;            (override replace NAME[=VERSION] from the APT sources)
+[rpmostree]
+regenerate-initramfs=true     (`initramfs --enable`, rpm-ostree's keys and group)
+initramfs-args=--add-drivers;x;
+initramfs-etc=/etc/a.conf;    (`initramfs-etc --track`)
 [apt-ostree]
 ...
 """
@@ -21,6 +25,9 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.oci.ostreeref import ImageReference, is_image_reference, parse_image_reference
 
 IMAGE_KEY = "container-image-reference"
+
+# rpm-ostree's group for client-side state, kept so that origins read the same.
+RPMOSTREE = "rpmostree"
 
 
 class OriginError(AptOstreeError):
@@ -57,6 +64,12 @@ class Origin:
     # (URL, description) from `rebase --custom-origin-url/--custom-origin-description`:
     # where the ref really comes from, for status only (rpm-ostree's custom-origin).
     custom_origin: tuple[str, str] | None = None
+    # `initramfs --enable --arg`: the initramfs is built on the machine with these
+    # dracut arguments (system/initramfs.py).
+    regenerate_initramfs: bool = False
+    initramfs_args: list[str] = field(default_factory=list)
+    # `initramfs-etc --track`: files of /etc overlaid into the initramfs.
+    initramfs_etc: list[str] = field(default_factory=list)
     extra: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -88,6 +101,7 @@ class Origin:
         if not refspec:
             raise OriginError("the deployment's origin has no refspec")
         packages = sections.get("packages", {})
+        rpmostree = sections.get(RPMOSTREE, {})
         overrides = sections.get("overrides", {})
         known = {
             ("origin", "refspec"), ("origin", "baserefspec"), ("origin", "override-commit"),
@@ -96,6 +110,8 @@ class Origin:
             ("packages", "requested"), ("packages", "requested-local"),
             ("overrides", "remove"), ("overrides", "replace-local"),
             ("overrides", "replace"),
+            (RPMOSTREE, "regenerate-initramfs"), (RPMOSTREE, "initramfs-args"),
+            (RPMOSTREE, "initramfs-etc"),
         }  # fmt: skip
         extra: dict[str, dict[str, str]] = {}
         for group, values in sections.items():
@@ -113,6 +129,9 @@ class Origin:
             custom_origin=(
                 (o["custom-url"], o.get("custom-description", "")) if o.get("custom-url") else None
             ),
+            regenerate_initramfs=rpmostree.get("regenerate-initramfs") == "true",
+            initramfs_args=_split_list(rpmostree.get("initramfs-args", "")),
+            initramfs_etc=_split_list(rpmostree.get("initramfs-etc", "")),
             extra=extra,
         )
 
@@ -142,6 +161,15 @@ class Origin:
             sections["overrides"] = {
                 key: ";".join(values) + ";" for key, values in overrides.items() if values
             }
+        initramfs: dict[str, str] = {}
+        if self.regenerate_initramfs:
+            initramfs["regenerate-initramfs"] = "true"
+            if self.initramfs_args:
+                initramfs["initramfs-args"] = ";".join(self.initramfs_args) + ";"
+        if self.initramfs_etc:
+            initramfs["initramfs-etc"] = ";".join(self.initramfs_etc) + ";"
+        if initramfs:
+            sections[RPMOSTREE] = initramfs
         for group, values in self.extra.items():
             sections.setdefault(group, {}).update(values)
         return sections

@@ -37,6 +37,8 @@ class PackageChange:
     reset_removals: list[str] = field(default_factory=list)
     reset_all_overrides: bool = False
     reset_layering: bool = False
+    # `reset -i`: no initramfs regeneration, no tracked /etc files.
+    reset_initramfs: bool = False
     allow_inactive: bool = False
     idempotent: bool = False
     # How the caller named a local .deb (by path), for messages: the daemon reads
@@ -175,7 +177,7 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
         replaced = [e for e in replaced if _local_name(e) != name]
         remote = [e for e in remote if _remote_name(e) != name]
         remote.append(spec)
-    return dataclasses.replace(
+    new = dataclasses.replace(
         origin,
         requested_packages=requested,
         requested_local=local,
@@ -183,6 +185,11 @@ def apply_change(sysroot: Sysroot, origin: Origin, change: PackageChange) -> Ori
         replaced_local=replaced,
         replaced_remote=remote,
     )
+    if change.reset_initramfs:
+        new = dataclasses.replace(
+            new, regenerate_initramfs=False, initramfs_args=[], initramfs_etc=[]
+        )
+    return new
 
 
 def change_packages(

@@ -126,8 +126,9 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         # rpm-ostree's {source: [[new, old], ...]}
         "base-remote-replacements": {REMOTE_SOURCE: remote} if remote else {},
         "base-commit-meta": commit_meta_json(base_meta),
-        "regenerate-initramfs": False,
-        "initramfs-args": [],
+        "regenerate-initramfs": origin.regenerate_initramfs if origin else False,
+        "initramfs-args": origin.initramfs_args if origin else [],
+        "initramfs-etc": origin.initramfs_etc if origin else [],
         "gpg-enabled": _gpg_enabled(sysroot, origin),
         **_image_keys(origin, base_meta),
     }

@@ -169,8 +169,17 @@ def deploy(
     Booted: staged, finalized by ostree at shutdown. Offline: written now;
     the previous default stays as the rollback deployment. Fails before any
     change when /boot has no room for the new deployment's boot files.
+
+    The origin's client-side initramfs state applies to every deployment:
+    `regenerate-initramfs` deploys `checksum` with its initramfs rebuilt
+    (system/initramfs.py).
     """
     assert sysroot._locked, "deploy() needs the sysroot lock"
+    from apt_ostree.system.initramfs import commit_for, keep_commits
+    from apt_ostree.system.initramfs_etc import DeployOptions, stage_overlay
+
+    checksum = commit_for(sysroot, checksum, origin)
+    keep_commits(sysroot, checksum)
     merge = merge if merge is not None else sysroot.merge_deployment(osname)
     if kargs is None:
         bootconfig = merge.get_bootconfig()
@@ -183,16 +192,23 @@ def deploy(
     keyfile = ostree_sysroot.origin_keyfile(origin.to_dict())
     point_of_no_return()
     try:
+        # initramfs-etc: the tracked files of /etc, as they are now.
+        options = DeployOptions(kargs, stage_overlay(sysroot, merge, origin))
         if sysroot.booted:
             finalize.lock_finalization(sysroot.lock_finalization)
-            sysroot.ostree.stage_tree(osname, checksum, keyfile, merge, kargs, None)
+            sysroot.ostree.stage_tree_with_options(
+                osname, checksum, keyfile, merge, options.opts, None
+            )
         else:
-            _, new = sysroot.ostree.deploy_tree(osname, checksum, keyfile, merge, kargs, None)
+            _, new = sysroot.ostree.deploy_tree_with_options(
+                osname, checksum, keyfile, merge, options.opts, None
+            )
             # Before it becomes the default: a failure leaves an unused deployment only.
             from apt_ostree.system.sysusers import add_missing_accounts
 
             add_missing_accounts(Path(sysroot.ostree.get_deployment_directory(new).get_path()))
             ostree_sysroot.write_deployment(sysroot.ostree, osname, new, merge)
+            options.forget_staged()  # copied to the offline sysroot's /boot
     except GLib.Error as e:
         raise AptOstreeError(f"cannot deploy {checksum[:12]}: {e.message}") from e
     # A failed finalization of an earlier boot has been superseded (docs/status.md).

@@ -1,0 +1,50 @@
+"""The origin's initramfs keys (rpm-ostree's) and the initramfs-etc archive."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from apt_ostree.system.initramfs_etc import InitramfsEtcError, build_cpio, normalize
+from apt_ostree.system.origin import Origin
+
+
+def test_initramfs_keys_round_trip_in_rpm_ostree_s_group() -> None:
+    origin = Origin(
+        "origin:debian/12/x86_64", regenerate_initramfs=True,
+        initramfs_args=["--add-drivers", "nvme"], initramfs_etc=["/etc/crypttab"],
+    )  # fmt: skip
+    sections = origin.to_dict()
+    assert sections["rpmostree"] == {
+        "regenerate-initramfs": "true",
+        "initramfs-args": "--add-drivers;nvme;",
+        "initramfs-etc": "/etc/crypttab;",
+    }
+    assert Origin.from_dict(sections) == origin
+    assert "rpmostree" not in Origin("origin:x").to_dict()
+
+
+@pytest.mark.parametrize("path", ["etc/x", "/usr/etc/x", "/etc/../root/x", "/etc", "/etc/a;b"])
+def test_only_paths_under_etc_are_tracked(path: str) -> None:
+    with pytest.raises(InitramfsEtcError):
+        normalize(path)
+
+
+def test_archive_holds_files_links_and_parents_and_follows_no_link(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    (etc / "sub/deeper").mkdir(parents=True)
+    (etc / "sub/deeper/a.conf").write_text("a\n")
+    (etc / "link").symlink_to("/etc/shadow")
+    data = build_cpio(etc, ["/etc/sub/deeper/a.conf", "/etc/link", "/etc/missing"])
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["cpio", "-idm", "--quiet", "-D", str(out)], input=data, check=True)
+    assert (out / "etc/sub/deeper/a.conf").read_text() == "a\n"
+    assert (out / "link").exists() is False and (out / "etc/link").is_symlink()
+    assert str((out / "etc/link").readlink()) == "/etc/shadow"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "etc", "etc/link", "etc/sub", "etc/sub/deeper", "etc/sub/deeper/a.conf",
+    ]  # fmt: skip
+    assert build_cpio(etc, ["/etc/missing"]) == b""
