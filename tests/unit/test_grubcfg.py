@@ -58,7 +58,7 @@ def test_overlay_initrds_follow_the_initramfs_on_one_initrd_line(tmp_path: Path)
     with (entries / "ostree-1-debian.conf").open("a") as f:
         f.write("initrd /ostree/initramfs-overlays/0123.img\n")
     [entry] = grubcfg.read_entries(entries)
-    text = grubcfg.render([entry])
+    text = grubcfg.render([entry], "t")
     assert (
         "    initrd /ostree/debian-abc/initramfs-6.1.0.img /ostree/initramfs-overlays/0123.img\n"
         in text
@@ -72,7 +72,7 @@ def test_overlay_initrds_load_the_same_way_on_bios_and_uefi(tmp_path: Path) -> N
     write_entry(entries, "ostree-1-debian", 1, "rw")
     with (entries / "ostree-1-debian.conf").open("a") as f:
         f.write("initrd /ostree/initramfs-overlays/0123.img\n")
-    text = grubcfg.render(grubcfg.read_entries(entries))
+    text = grubcfg.render(grubcfg.read_entries(entries), "t")
     branch = text[text.index('if [ "$grub_platform"') : text.index("\nfi\n")]
     assert "initrd" not in branch and "menuentry" not in branch
     assert text.index("\nfi\n") < text.index("menuentry ")
