@@ -48,15 +48,28 @@ from typing import Any
 import pytest
 
 from apt_ostree.compose.diskimage import DiskImageRequest, build_disk_image
-from apt_ostree.debian.resolve import fetch_packages, resolve_layer
-from apt_ostree.debian.sources import host_sources, sources_for_suite
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import NullReporter
 from tests.fixtures.aptrepo import DebSpec, build_deb, build_repo, make_signing_key
+from tests.fixtures.bootsteps import (
+    UPDATES,
+    boot_judged,
+    booted,
+    booted_initrds,
+    mount_updates,
+    reboot,
+    run_until,
+    stage_by_the_automatic_timer,
+    status,
+    step,
+    timed,
+    use_updates_apt_source,
+)
 from tests.fixtures.bootupdates import (
     MOVED_INDEX,
     NEW_USER,
     UPDATE_MARKER,
+    debs_beyond_the_image,
     new_layers,
     oci_layout,
     update_commit,
@@ -89,8 +102,6 @@ postprocess:
 KARGS = ["console=ttyS0", "systemd.default_device_timeout_sec=600"]
 BUS = "org.aptostree.dev"
 BUS_SYSROOT = "/org/aptostree/dev/Sysroot"
-# Where the guest mounts the second disk; the image's remote and the APT source point here.
-UPDATES = "/run/updates"
 REMOTE = "updates"
 PACKAGE = "vm-hello"
 # A real package whose postinst makes machine secrets (SSH host keys).
@@ -180,10 +191,6 @@ class Updates:
 HOST_KEYS: dict[str, str] = {}
 
 
-def timed(label: str, start: float) -> None:
-    print(f"\n[boot] {label}: {time.monotonic() - start:.1f}s")
-
-
 @pytest.fixture(scope="module", params=TARGETS, ids=lambda t: t.id)
 def target(request: pytest.FixtureRequest) -> Target:
     return request.param
@@ -213,22 +220,6 @@ def boot_commit(target: Target, apt_ostree_deb: Path) -> str:
     return checksum
 
 
-def _debs_beyond_the_image(
-    target: Target, boot_commit: str, packages: list[str], work: Path
-) -> list[Path]:
-    """`packages` and what they need that the image lacks, from the host's mirror for
-    the image's release."""
-    status = work / "image-dpkg-status"
-    status.write_text(subprocess.run(
-        ["ostree", f"--repo={BOOT_REPO}", "cat", boot_commit, "/usr/share/dpkg/database/status"],
-        capture_output=True, text=True, check=True,
-    ).stdout)  # fmt: skip
-    sources = sources_for_suite(host_sources(), target.release)
-    plan = resolve_layer(sources, status_file=status, arch="amd64",
-                         statedir=work / "apt-state", install=packages)  # fmt: skip
-    return fetch_packages(plan, cachedir=CACHEDIR / "debs")
-
-
 @pytest.fixture(scope="module")
 def updates(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathFactory) -> Updates:
     """The second disk: an APT repository (apt/) and an OSTree repository (ostree/)."""
@@ -245,7 +236,7 @@ def updates(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathF
         modes={f"usr/bin/{PACKAGE}": 0o755},
         scripts={"postinst": POSTINST},
     )
-    real = _debs_beyond_the_image(target, boot_commit, [SSH], work)
+    real = debs_beyond_the_image(BOOT_REPO, boot_commit, target.release, [SSH], work, CACHEDIR)
     build_repo([build_deb(spec, work), *real], top / "apt", key)
     (top / "apt/keyring.gpg").write_bytes(key.keyring.read_bytes())
     subprocess.run(["ostree", f"--repo={top / 'ostree'}", "init", "--mode=archive"], check=True)
@@ -302,60 +293,6 @@ def vm(target: Target, image: Image, updates: Updates,
         yield machine
     finally:
         machine.stop()
-
-
-def status(vm: VM) -> list[dict[str, Any]]:
-    deployments: list[dict[str, Any]] = json.loads(vm.run("apt-ostree status --json"))[
-        "deployments"
-    ]
-    return deployments
-
-
-def booted(deployments: list[dict[str, Any]]) -> dict[str, Any]:
-    (entry,) = [d for d in deployments if d["booted"]]
-    return entry
-
-
-def step(vm: VM, label: str, command: str, timeout: int = 900) -> str:
-    start = time.monotonic()
-    out = vm.run(command, timeout=timeout)
-    timed(f"{vm.firmware}: {label}", start)
-    return out
-
-
-def reboot(vm: VM, command: str = "systemctl reboot") -> None:
-    boot = vm.reboot(command)
-    print(f"\n[boot] {vm.firmware}: reboot to root shell in {boot:.1f}s")
-
-
-def mount_updates(vm: VM) -> None:
-    mount = f"mkdir -p {UPDATES} && mount -o ro /dev/vdb {UPDATES}"
-    vm.run(f"mountpoint -q {UPDATES} || {{ {mount}; }}")
-
-
-def use_updates_apt_source(vm: VM) -> None:
-    """The image's sources point at the archive it was composed from; this machine
-    has no network, only the second disk."""
-    mount_updates(vm)
-    vm.run("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*")
-    source = ["Types: deb", f"URIs: file:{UPDATES}/apt/", "Suites: fixture",
-              "Components: main", f"Signed-By: {UPDATES}/apt/keyring.gpg"]  # fmt: skip
-    lines = " ".join(f"'{line}'" for line in source)
-    vm.run(f"printf '%s\\n' {lines} > /etc/apt/sources.list.d/updates.sources")
-
-
-def run_until(vm: VM, command: str, line: str, then: str, *, timeout: int = 900) -> str:
-    """Start `command` in the background (its own process group, as from a terminal),
-    wait until its output has `line`, run `then` (where $pid is the command's),
-    wait for the command; its output then `exit=STATUS`."""
-    script = (
-        f"set -m; {command} >/tmp/bg.log 2>&1 & pid=$!; n=0;"
-        f" until grep -q '{line}' /tmp/bg.log; do"
-        f"  sleep 0.2; n=$((n+1)); [ $n -lt {timeout * 5} ] || break;"
-        "  kill -0 $pid 2>/dev/null || break; done;"
-        f" {then}; wait $pid; status=$?; cat /tmp/bg.log; echo exit=$status"
-    )
-    return vm.run(script, timeout=timeout + 120)
 
 
 def test_boots_to_multi_user(vm: VM, target: Target) -> None:
@@ -582,16 +519,6 @@ def test_a_locked_staged_deployment_is_not_booted_by_a_reboot(vm: VM) -> None:
     assert json.loads(vm.run("apt-ostree status --json"))["finalize-failure"] is None
 
 
-def booted_initrds(vm: VM) -> list[str]:
-    """The initrds GRUB loaded for the booted deployment (its menu entry), under /boot."""
-    ostree_karg = next(a for a in vm.run("cat /proc/cmdline").split() if a.startswith("ostree="))
-    for entry in vm.run("cat /boot/loader/grub.cfg").split("menuentry ")[1:]:
-        words = [line.split() for line in entry.splitlines()]
-        if any(w[:1] == ["linux"] and ostree_karg in w for w in words):
-            return next(w[1:] for w in words if w[:1] == ["initrd"])
-    raise AssertionError(f"no menu entry boots {ostree_karg}")
-
-
 def assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm: VM) -> None:
     initramfs, overlay = booted_initrds(vm)
     assert overlay.startswith("/ostree/initramfs-overlays/")
@@ -633,42 +560,13 @@ def test_initramfs_regenerated_and_etc_tracked_are_in_the_booted_initramfs(vm: V
     assert_booted_initramfs_has_the_tracked_file_and_the_arg(vm)
 
 
-def stage_by_the_automatic_timer(vm: VM, updates: Updates) -> None:
-    """AutomaticUpdatePolicy=stage, and the timer made to fire now: it stages the update."""
-    assert vm.run("systemctl is-enabled apt-ostreed-automatic.timer") in ("static", "enabled")
-    assert vm.run("systemctl is-active apt-ostreed-automatic.timer") == "active"
-    # The earlier (cancelled, then power-cut) upgrades fetched the update: it is known.
-    update = json.loads(vm.run("apt-ostree status --json"))["cached-update"]
-    assert update["checksum"] == updates.checksum and not update["staged"]
-    assert "AvailableUpdate:" in vm.run("apt-ostree status")
-    vm.run("printf '[Daemon]\\nAutomaticUpdatePolicy=stage\\n' > /etc/apt-ostree/apt-ostreed.conf")
-    vm.run("apt-ostree reload")
-    # The service waits for network-online.target, and this machine has no network:
-    # systemd-networkd-wait-online would give up only after two minutes.
-    vm.run("systemctl mask --runtime systemd-networkd-wait-online.service")
-    dropin = "/run/systemd/system/apt-ostreed-automatic.timer.d"
-    vm.run(f"mkdir -p {dropin} && printf '[Timer]\\nOnActiveSec=1s\\nRandomizedDelaySec=0\\n'"
-           f" > {dropin}/now.conf && systemctl daemon-reload"
-           " && systemctl restart apt-ostreed-automatic.timer")  # fmt: skip
-    start = time.monotonic()
-    finished = "systemctl show -P ExecMainExitTimestampMonotonic apt-ostreed-automatic.service"
-    while vm.run(finished) in ("", "0"):
-        assert time.monotonic() - start < 900, vm.run("journalctl -u apt-ostreed-automatic -o cat")
-        time.sleep(5)
-    timed(f"{vm.firmware}: apt-ostreed-automatic.service (stage)", start)
-    assert vm.run("systemctl show -P ExecMainStatus apt-ostreed-automatic.service") == "0"
-    vm.run(f"rm -r {dropin} && systemctl unmask --runtime systemd-networkd-wait-online.service"
-           " && systemctl daemon-reload")  # fmt: skip
-    assert json.loads(vm.run("apt-ostree status --json"))["cached-update"]["staged"]
-
-
 def test_upgrade_boots_the_new_version_and_keeps_the_etc_edit(vm: VM, updates: Updates) -> None:
     before = booted(status(vm))
     vm.run(f"echo '{ETC_EDIT}' >> /etc/motd && useradd --no-create-home {LOCAL_USER} && sync")
     assert vm.status(f"getent passwd {NEW_USER[0]}") != 0
     mount_updates(vm)
     if vm.firmware == "bios":
-        stage_by_the_automatic_timer(vm, updates)
+        stage_by_the_automatic_timer(vm, updates.checksum)
     else:
         upgrade = "apt-ostree upgrade --lock-finalization"
         step(vm, upgrade, upgrade, timeout=1800)  # with dracut when regenerating
@@ -727,13 +625,6 @@ CONF = "/etc/apt-ostree/apt-ostreed.conf"
 def health_on_uefi_only(vm: VM) -> None:
     if vm.firmware != "uefi":
         pytest.skip("boot counting does not depend on the firmware: run once, on UEFI")
-
-
-def boot_judged(vm: VM) -> dict[str, Any]:
-    """The status once this boot's health units have run."""
-    vm.run("systemctl is-system-running --wait || true", timeout=900)
-    full: dict[str, Any] = json.loads(vm.run("apt-ostree status --json"))
-    return full
 
 
 def test_health_the_upgrade_boot_ended_its_probation(vm: VM, updates: Updates) -> None:
