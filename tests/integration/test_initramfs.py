@@ -20,6 +20,7 @@ from tests.fixtures.aptrepo import KERNEL_VERSION
 from tests.fixtures.debianbase import BOOT_FILES, CACHEDIR, DebianSysroot, mounted_tmpfs
 from tests.fixtures.deployments import fsck
 from tests.fixtures.sysroot import apt_ostree, deployments_json
+from tests.integration.test_layering import _new_base
 
 BASE_INITRAMFS = BOOT_FILES[f"usr/lib/modules/{KERNEL_VERSION}/initramfs.img"][0]
 FAKE_DRACUT_OUTPUT = b"fake-initramfs\n"
@@ -45,18 +46,6 @@ def run_ok(path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     proc = apt_ostree(path, *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
-
-
-def _new_base(sysroot: DebianSysroot, tmp_path: Path) -> str:
-    extra = tmp_path / "extra"
-    (extra / "usr/share").mkdir(parents=True)
-    (extra / "usr/share/new-base-marker").write_text("new base\n")
-    return subprocess.run(
-        ["ostree", f"--repo={sysroot.path}/ostree/repo", "commit", "--orphan",
-         f"--parent={sysroot.base_checksum}", "--owner-uid=0", "--owner-gid=0",
-         f"--tree=ref={sysroot.base_checksum}", f"--tree=dir={extra}", "-s", "newer base"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
 
 
 def test_enable_records_the_origin_and_is_kept_by_later_deployments_until_disable(

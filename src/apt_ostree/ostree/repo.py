@@ -108,6 +108,21 @@ def read_commit(repo: OSTree.Repo, checksum: str) -> CommitInfo:
     return CommitInfo(checksum, parent, subject, timestamp, metadata)
 
 
+def read_commit_metadata_variants(repo: OSTree.Repo, checksum: str) -> dict[str, GLib.Variant]:
+    """The commit's metadata as variants, their types kept (an `a(sss)` list stays
+    one), for a new commit that carries it over."""
+    try:
+        _, commit = repo.load_variant(OSTree.ObjectType.COMMIT, checksum)
+    except GLib.Error as e:
+        raise RepoError(f"cannot load commit {checksum}: {e.message}") from e
+    meta = commit.get_child_value(0)
+    out: dict[str, GLib.Variant] = {}
+    for i in range(meta.n_children()):
+        entry = meta.get_child_value(i)
+        out[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
+    return out
+
+
 def _variant(value: Any) -> GLib.Variant:
     """Commit metadata values: strings, booleans, integers, string lists, package tuples."""
     if isinstance(value, GLib.Variant):

@@ -315,11 +315,7 @@ def _merge(
     metadata: dict[str, Any] = {}
     if base is not None:
         base_info = ostree_repo.read_commit(repo, base)
-        _, commit_variant = repo.load_variant(OSTree.ObjectType.COMMIT, base)
-        base_meta = commit_variant.get_child_value(0)
-        for i in range(base_meta.n_children()):
-            entry = base_meta.get_child_value(i)
-            metadata[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
+        metadata.update(ostree_repo.read_commit_metadata_variants(repo, base))
         mtree = OSTree.MutableTree.new_from_commit(repo, base)
         timestamp = base_info.timestamp
     else:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
@@ -100,17 +100,6 @@ def keep_commits(sysroot: Sysroot, new: str) -> None:
         raise
 
 
-def _raw_metadata(repo: OSTree.Repo, checksum: str) -> dict[str, Any]:
-    """The commit's metadata as variants (types kept: `a(sss)` lists stay such)."""
-    _, commit = repo.load_variant(OSTree.ObjectType.COMMIT, checksum)
-    meta = commit.get_child_value(0)
-    out: dict[str, Any] = {}
-    for i in range(meta.n_children()):
-        entry = meta.get_child_value(i)
-        out[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
-    return out
-
-
 def _kernels(tree: Tree) -> list[str]:
     return [
         kver for kver in tree.listdir(MODULES) if tree.stat(f"{MODULES}/{kver}/vmlinuz") is not None
@@ -148,7 +137,7 @@ def regenerate(sysroot: Sysroot, parent: str, args: list[str]) -> str:
                     with src, dest.open("wb") as out:
                         shutil.copyfileobj(src, out)
                     dest.chmod(0o644)
-        metadata = _raw_metadata(sysroot.repo, parent)
+        metadata = ostree_repo.read_commit_metadata_variants(sysroot.repo, parent)
         base = metadata.get(BASE_KEY)
         metadata.update({
             BASE_KEY: base.get_string() if base is not None else parent,
