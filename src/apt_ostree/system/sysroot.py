@@ -195,10 +195,15 @@ def deploy(
         # initramfs-etc: the tracked files of /etc, as they are now.
         options = DeployOptions(kargs, stage_overlay(sysroot, merge, origin))
         if sysroot.booted:
-            finalize.lock_finalization(sysroot.lock_finalization)
+            locked = sysroot.lock_finalization
+            finalize.lock_finalization(locked)
+            options.lock_finalization(locked)
             sysroot.ostree.stage_tree_with_options(
                 osname, checksum, keyfile, merge, options.opts, None
             )
+            # libostree removes the lock file with the staged deployment it replaces
+            # (Debian 13's 2025.x): a change stacked onto a locked staged one.
+            finalize.lock_finalization(locked)
         else:
             _, new = sysroot.ostree.deploy_tree_with_options(
                 osname, checksum, keyfile, merge, options.opts, None
