@@ -136,13 +136,6 @@ class DeployOptions:
         # PyGObject's hash() of a struct is the address of its C memory.
         ctypes.c_void_p.from_address(hash(self.opts) + offset).value = ctypes.addressof(array)
 
-    def lock_finalization(self, locked: bool) -> None:
-        """Stage locked: the `locked` field of libostree 2023.x and later (absent from
-        Debian 12's 2022.7, where the lock file alone is the lock)."""
-        fields = {f.get_name() for f in OSTree.SysrootDeployTreeOpts.__info__.get_fields()}
-        if "locked" in fields:
-            self.opts.locked = locked
-
     def forget_staged(self) -> None:
         """libostree stages overlay initrds in the running system's /run (whatever the
         sysroot); once an offline deployment is written, its /boot has the copy."""

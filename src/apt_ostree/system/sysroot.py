@@ -197,12 +197,13 @@ def deploy(
         if sysroot.booted:
             locked = sysroot.lock_finalization
             finalize.lock_finalization(locked)
-            options.lock_finalization(locked)
             sysroot.ostree.stage_tree_with_options(
                 osname, checksum, keyfile, merge, options.opts, None
             )
             # libostree removes the lock file with the staged deployment it replaces
-            # (Debian 13's 2025.x): a change stacked onto a locked staged one.
+            # (Debian 13's 2025.x): a change stacked onto a locked staged one. Its own
+            # `locked` deploy option is not used: finalize-deployment removes the file,
+            # which would not unlock a deployment staged with it.
             finalize.lock_finalization(locked)
         else:
             _, new = sysroot.ostree.deploy_tree_with_options(
