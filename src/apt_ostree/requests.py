@@ -30,6 +30,7 @@ ACTIONS = (
     "cancel",
     "reload-daemon",
     "finalize-deployment",
+    "apply-live",
 )
 # Every change of packages or base may carry these (rpm-ostree's UpdateDeployment model).
 PACKAGE_MODIFIERS = {
@@ -103,6 +104,7 @@ METHODS = {
                 "override-reset-all": "b",
                 "reset-layering": "b",
                 "reset-initramfs": "b",
+                "apply-live": "b",
                 **LAYERING_OPTIONS,
                 **STAGING,
             },
@@ -131,6 +133,8 @@ METHODS = {
             "FinalizeDeployment", "finalize-deployment", (),
             {"checksum": "s", "allow-missing-checksum": "b", "allow-unlocked": "b"},
         ),
+        Method("ApplyLive", "apply-live", (),
+               {"target": "s", "reset": "b", "allow-replacement": "b"}),
         Method("Cleanup", "cleanup", (("what", "as"),), {}),
         Method("RefreshMd", "refresh-md", (), {"force": "b"}),
         # What it does is the daemon's AutomaticUpdatePolicy (docs/dbus.md).
@@ -256,6 +260,7 @@ class Request:
             "Cleanup": "cleanup",
             "RefreshMd": "repo-refresh",
             "FinalizeDeployment": "finalize-deployment",
+            "ApplyLive": "apply-live",
             "AutomaticUpdateTrigger": "upgrade",
         }.get(self.method)
         if base is not None:
@@ -277,6 +282,8 @@ class Request:
             names.append("override")
         if self.flag("reset-initramfs"):  # as `initramfs --disable`
             names.append("bootconfig")
+        if self.method == "PkgChange" and self.flag("apply-live"):
+            names.append("apply-live")
         if not names:  # a PkgChange that asks for nothing: refused later, as empty
             names.append("install-uninstall-packages")
         assert set(names) <= set(ACTIONS), names

@@ -116,9 +116,10 @@ def test_every_command_prints_the_same_through_the_daemon(twins: Twins) -> None:
         assert "Traceback" not in bus.stderr + local.stderr, shown
 
 
-def test_lock_finalization_and_finalize_deployment_need_a_booted_system(twins: Twins) -> None:
-    """Staging exists only on the booted system (tests/e2e/test_boot.py shows it
-    there); on an offline sysroot both are refused in one line and change nothing."""
+def test_staging_finalizing_and_applying_live_need_a_booted_system(twins: Twins) -> None:
+    """Staging and the running system exist only on the booted system
+    (tests/e2e/test_boot.py shows them there); on an offline sysroot each is refused
+    in one line and changes nothing."""
     before = twins.daemon.cli("status", "--json").stdout
     for args, error in (
         (("upgrade", "--lock-finalization"), "error: --lock-finalization needs the booted system"),
@@ -127,6 +128,10 @@ def test_lock_finalization_and_finalize_deployment_need_a_booted_system(twins: T
         (("initramfs-etc", "--force-sync", "--lock-finalization"), "error: --lock-finalization"),
         (("finalize-deployment", "abc"), "error: No staged deployment"),
         (("finalize-deployment",), "error: finalize-deployment needs the staged deployment's"),
+        (("apply-live",), "error: apply-live needs the booted system"),
+        (("apply-live", "--reset", "--target=abcd"), "error: --reset and --target cannot be"),
+        (("install", "-A", "pkg-a"), "error: --apply-live needs the booted system"),
+        (("install", "-A", "--dry-run", "pkg-a"), "error: --apply-live cannot be used with"),
     ):
         for proc in twins.both(*args):
             assert proc.returncode == 1, (args, proc.stderr)

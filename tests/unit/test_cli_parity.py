@@ -369,12 +369,8 @@ POSITIONALS = {
     ("compose", "tree"): ["--repo=/srv/repo", "treefile.yaml"],
     ("finalize-deployment",): ["0" * 64],
 }
-NOT_YET = "not yet implemented (docs/cli.md)"
 # (command path, option) -> why apt-ostree does not accept it; option None: the command.
 EXCEPTIONS: dict[tuple[tuple[str, ...], str | None], str] = {
-    (("apply-live",), None): NOT_YET,
-    (("install",), "-A"): "install --apply-live needs apply-live, " + NOT_YET,
-    (("install",), "--apply-live"): "install --apply-live needs apply-live, " + NOT_YET,
     (("status",), "-a"): "advisories are RPM updateinfo; Debian archives publish none",
     (("status",), "--advisories"): "advisories are RPM updateinfo; Debian has none",
     (("db", "diff"), "-a"): "advisories are RPM updateinfo; Debian has none",

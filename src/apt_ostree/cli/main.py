@@ -35,6 +35,7 @@ COMMANDS = {
     "search": "packages",
     "refresh-md": "packages",
     "usroverlay": "usroverlay",
+    "apply-live": "livefs",
     "ex": "ex",
 }
 # rpm-ostree's hidden aliases (legacy names and dnf's), not listed in --help.

@@ -39,6 +39,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("install", help="layer packages (names or ./file.deb)")
     p.add_argument("packages", nargs="+", metavar="PKG")
     _packages_option(p, "--uninstall", "also remove this layered package (repeatable)")
+    p.add_argument(
+        "-A", "--apply-live", action="store_true",
+        help="also apply the new packages to the running system (apt-ostree apply-live)",
+    )  # fmt: skip
     _common(p)
     p.set_defaults(func=cmd_install)
 
@@ -141,7 +145,12 @@ def _report(args: argparse.Namespace, client: Client, result: dict[str, Any]) ->
     elif args.dry_run or args.download_only:
         print("Will remove every layered package and override")
         return 0
-    if result["staged"]:
+    if result.get("live"):
+        from apt_ostree.cli.livefs import print_live
+
+        print(f"Staged deployment {result['checksum']}")
+        print_live(result["live"])
+    elif result["staged"]:
         print(f"Staged deployment {result['checksum']}")
         if not args.reboot:
             print(REBOOT_HINT)
@@ -169,6 +178,10 @@ def cmd_install(args: argparse.Namespace) -> int:
     names = [p for p in args.packages if not is_local_deb(p)]
     local = [p for p in args.packages if is_local_deb(p)]
     options: dict[str, Any] = {}
+    if args.apply_live:
+        if args.reboot:
+            raise AptOstreeError("--apply-live and --reboot cannot be used together")
+        options["apply-live"] = True
     if local:
         options["install-local-packages"] = open_local_packages(local)
     return _run(args, names, list(args.uninstall), options)

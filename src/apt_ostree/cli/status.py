@@ -82,9 +82,14 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
             lines.append(_field("CustomOrigin", f"{description} ({url})" if description else url))
         if d["version"]:
             lines.append(_field("Version", f"{d['version']} ({_when(d['base-timestamp'])})"))
+        live = "live-replaced" in d or "live-inprogress" in d
         if d["base-checksum"]:
-            lines.append(_field("BaseCommit", d["base-checksum"]))
-        lines.append(_field("Commit", d["checksum"]))
+            lines.append(_field("BootedBaseCommit" if live else "BaseCommit", d["base-checksum"]))
+        lines.append(_field("BootedCommit" if live else "Commit", d["checksum"]))
+        if d.get("live-inprogress"):
+            lines.append(_field("InterruptedLiveCommit", d["live-inprogress"]))
+        if d.get("live-replaced"):
+            lines.append(_field("LiveCommit", d["live-replaced"]))
         if verbose:
             lines.append(_field("OSName", d["osname"]))
             lines.append(_field("Serial", str(d["serial"])))

@@ -304,9 +304,19 @@ def _pkg_change(request: Request) -> Run:
         raise RequestError("PkgChange: name packages to install or uninstall")
     dry_run, download_only = request.flag("dry-run"), request.flag("download-only")
     cache_only = request.flag("cache-only")
+    apply_live = request.flag("apply-live")
+    if apply_live and (dry_run or download_only or request.flag("lock-finalization")):
+        raise RequestError(
+            "--apply-live cannot be used with --dry-run, --download-only or --lock-finalization"
+        )
 
     def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
         from apt_ostree.system.packages import PackageChange, change_packages
+
+        if apply_live and not sysroot.booted:
+            raise AptOstreeError(
+                "--apply-live needs the booted system: an offline sysroot runs nothing"
+            )
 
         with (
             _local_files(sysroot, local) as local_files,
@@ -332,7 +342,12 @@ def _pkg_change(request: Request) -> Run:
                 sysroot, osname, change, dry_run=dry_run, download_only=download_only,
                 cache_only=cache_only, reporter=reporter,
             )  # fmt: skip
-        return package_outcome_json(outcome)
+        result = package_outcome_json(outcome)
+        if apply_live and outcome.staged:
+            from apt_ostree.system.livefs import apply_live as live
+
+            result["live"] = live(sysroot, osname, reporter=reporter)
+        return result
 
     return run
 
@@ -528,6 +543,23 @@ def _refresh_md(request: Request) -> Run:
     return run
 
 
+def _apply_live(request: Request) -> Run:
+    target = request.options.get("target") or None
+    reset, allow_replacement = request.flag("reset"), request.flag("allow-replacement")
+    if reset and target is not None:
+        raise RequestError("--reset and --target cannot be used together")
+
+    def run(sysroot: Sysroot, osname: str, reporter: Reporter) -> Result:
+        from apt_ostree.system.livefs import apply_live
+
+        return apply_live(
+            sysroot, osname, target=target, reset=reset, allow_replacement=allow_replacement,
+            reporter=reporter,
+        )  # fmt: skip
+
+    return run
+
+
 def _finalize_deployment(request: Request) -> Run:
     expected = request.options.get("checksum") or None
     if expected is None and not request.flag("allow-missing-checksum"):
@@ -595,4 +627,5 @@ _HANDLERS: dict[str, Callable[[Request], Run]] = {
     "Cleanup": _cleanup,
     "RefreshMd": _refresh_md,
     "FinalizeDeployment": _finalize_deployment,
+    "ApplyLive": _apply_live,
 }

@@ -134,6 +134,10 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
     }
 
     # Keys rpm-ostree leaves out when they do not apply.
+    if d.booted and sysroot.booted:
+        from apt_ostree.system.livestate import live_keys
+
+        status.update(live_keys(sysroot.repo, d.checksum, d.serial))
     if base:
         status["layered-commit-meta"] = commit_meta_json(meta)
         if base_meta.get("version"):
