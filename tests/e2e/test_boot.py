@@ -429,19 +429,38 @@ def test_install_interrupted_with_ctrl_c_leaves_status_as_it_was(vm: VM) -> None
     assert "State: idle" in vm.run("apt-ostree status")
 
 
-def test_install_from_the_second_disk_is_layered_after_reboot(vm: VM, image: Image) -> None:
+def test_install_from_the_second_disk_runs_at_once_with_apply_live_and_after_reboot(
+    vm: VM, image: Image
+) -> None:
     use_updates_apt_source(vm)
-    install = f"apt-ostree install {' '.join(LAYERED)}"
-    step(vm, install, install)
+    assert vm.status(f"command -v {PACKAGE}") != 0
+    install = f"apt-ostree install -A {' '.join(LAYERED)}"
+    out = step(vm, install, install)
     deployments = status(vm)
     assert deployments[0]["staged"] and deployments[0]["requested-packages"] == LAYERED
     # The host keys that the postinst made are not in the commit: the machine makes its own.
     assert "ssh_host_" not in vm.run(LS_ETC_SSH.format(deployments[0]["checksum"]))
-    assert vm.status(f"command -v {PACKAGE}") != 0
+    # -A: the new packages run now, from libostree's transient overlay on /usr, which
+    # stays read-only for everyone but apt-ostree.
+    assert "Successfully updated running filesystem tree." in out, out
+    assert vm.run(PACKAGE) == "hello from a layered package"
+    assert vm.run("cat /usr/share/vm-hello/postinst-ran") == "configured"
+    assert vm.run(f"cat /etc/{PACKAGE}.conf") == "greeting=hello"  # new in /etc: added
+    assert vm.run(f"dpkg-query -W -f='${{Status}}' {PACKAGE}") == "install ok installed"
+    assert vm.status("touch /usr/share/vm-hello/x") != 0
+    live = booted(deployments)
+    assert live["unlocked"] == "transient"
+    assert live["live-replaced"] == deployments[0]["checksum"]
+    assert "live-inprogress" not in live
+    text = vm.run("apt-ostree status")
+    assert f"LiveCommit: {deployments[0]['checksum']}" in text.replace("  ", "")
+    # Applied already: a second apply-live has nothing to do.
+    assert vm.run("apt-ostree apply-live").startswith("The running system already is ")
     reboot(vm)
     deployments = status(vm)
     now = booted(deployments)
     assert deployments[0]["booted"]
+    assert now["unlocked"] == "none" and "live-replaced" not in now
     assert now["packages"] == LAYERED
     assert now["base-checksum"] == image.checksum
     assert vm.run(PACKAGE) == "hello from a layered package"

@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from apt_ostree.boot.grubcfg import read_entries
+from tests.fixtures.aptrepo import KERNEL_VERSION
 from tests.fixtures.debianbase import DebianSysroot
 from tests.fixtures.deployments import fsck
 from tests.fixtures.layerpkgs import (
     APPEND_TARGET,
     APPENDED_LINE,
+    LAYERED_KERNELS,
     SYSTEM_USER,
     TRIGGER_MARKER,
+    layered_kernel_image,
 )
 from tests.fixtures.sentinels import plant_sentinels
 from tests.fixtures.sysroot import apt_ostree, deployments_json
@@ -228,6 +232,56 @@ def test_kernel_module_regenerates_the_initramfs(layered: DebianSysroot) -> None
     assert proc.returncode == 0, proc.stderr
     assert "Regenerating the initramfs" in proc.stderr
     assert_healthy(layered)
+
+
+def booted_kernel(sysroot: DebianSysroot) -> str:
+    """The kernel version of the default boot entry (libostree's /boot copy)."""
+    entry = read_entries(sysroot.path / "boot/loader/entries")[0]
+    return entry.linux.rsplit("/vmlinuz-", 1)[1]
+
+
+def test_a_newer_layered_kernel_moves_to_usr_lib_modules_and_is_booted(
+    layered: DebianSysroot,
+) -> None:
+    kver = LAYERED_KERNELS["kernel-image-new"]
+    proc = install(layered, "kernel-image-new")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Booting kernel {kver}, the newest of {KERNEL_VERSION} and it" in proc.stderr
+    tree = assert_healthy(layered)
+    moddir = tree / f"usr/lib/modules/{kver}"
+    assert (moddir / "vmlinuz").read_bytes() == layered_kernel_image(kver)
+    assert (moddir / "config").read_text() == "CONFIG_FIXTURE=y\n"
+    assert (moddir / "System.map").is_file()
+    assert (
+        moddir / "initramfs.img"
+    ).read_text() == "fake-initramfs\n"  # apt-ostree's, not the hook's
+    assert list((tree / "boot").iterdir()) == []
+    # The base kernel keeps its modules but is not bootable in this tree: libostree
+    # would boot whichever vmlinuz it found first.
+    assert (tree / f"usr/lib/modules/{KERNEL_VERSION}").is_dir()
+    assert not (tree / f"usr/lib/modules/{KERNEL_VERSION}/vmlinuz").exists()
+    assert booted_kernel(layered) == kver
+    d = deployments_json(layered.path)[0]
+    assert d["kernel"] == kver
+    assert f"Kernel: {kver} (layered)" in apt_ostree(layered.path, "status").stdout
+    # Uninstalled: the base kernel again.
+    assert apt_ostree(layered.path, "uninstall", "kernel-image-new").returncode == 0
+    assert booted_kernel(layered) == KERNEL_VERSION
+    assert "kernel" not in deployments_json(layered.path)[0]
+
+
+def test_an_older_layered_kernel_is_installed_but_the_base_kernel_stays_booted(
+    layered: DebianSysroot,
+) -> None:
+    kver = LAYERED_KERNELS["kernel-image-old"]
+    proc = install(layered, "kernel-image-old")
+    assert proc.returncode == 0, proc.stderr
+    tree = assert_healthy(layered)
+    assert (tree / f"usr/lib/modules/{kver}/config").is_file()
+    assert not (tree / f"usr/lib/modules/{kver}/vmlinuz").exists()
+    assert (tree / f"usr/lib/modules/{KERNEL_VERSION}/vmlinuz").is_file()
+    assert booted_kernel(layered) == KERNEL_VERSION
+    assert "kernel" not in deployments_json(layered.path)[0]
 
 
 @pytest.mark.parametrize(("package", "where"), [("usrlocal-fixture", "/usr/local"),

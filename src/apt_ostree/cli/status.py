@@ -90,6 +90,8 @@ def render_text(status: dict[str, Any], verbose: bool) -> str:
             lines.append(_field("InterruptedLiveCommit", d["live-inprogress"]))
         if d.get("live-replaced"):
             lines.append(_field("LiveCommit", d["live-replaced"]))
+        if d.get("kernel"):
+            lines.append(_field("Kernel", f"{d['kernel']} (layered)"))
         if verbose:
             lines.append(_field("OSName", d["osname"]))
             lines.append(_field("Serial", str(d["serial"])))

@@ -9,6 +9,7 @@ becomes tmpfiles.d lines afterwards.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -101,7 +102,7 @@ def check_deb(path: Path, label: str | None = None) -> list[str]:
         )
     except subprocess.CalledProcessError as e:
         raise DebError(f"{shown} is not a valid .deb: {e.stderr.decode().strip()}") from e
-    names = []
+    names, outside = [], []
     with tempfile.TemporaryFile() as f:
         f.write(proc.stdout)
         f.seek(0)
@@ -119,13 +120,29 @@ def check_deb(path: Path, label: str | None = None) -> list[str]:
                         " apt-ostree writes there after dpkg and writes through no symlink"
                     )
                 if rel.startswith(("usr/local/", "boot/")) and not member.isdir():
-                    top = "/usr/local" if rel.startswith("usr/local/") else "/boot"
-                    raise DebError(
-                        f"{shown} installs /{rel}: {top} is not part of the OSTree commit;"
-                        " packages must install under /usr"
-                    )
+                    outside.append(rel)
                 names.append("/" + rel)
+    # A kernel's /boot files move to /usr/lib/modules/KVER after dpkg (system/kernels.py).
+    paths = {n.strip("/") for n in names}
+    for rel in outside:
+        if not _kernel_boot_file(rel, paths):
+            top = "/usr/local" if rel.startswith("usr/local/") else "/boot"
+            raise DebError(
+                f"{shown} installs /{rel}: {top} is not part of the OSTree commit;"
+                " packages must install under /usr"
+            )
     return names
+
+
+def _kernel_boot_file(rel: str, paths: set[str]) -> bool:
+    """Is `rel` /boot/vmlinuz-KVER, config-KVER or System.map-KVER of a package that
+    also installs the modules of KVER?"""
+    top, _, name = rel.partition("/")
+    match = re.fullmatch(r"(vmlinuz|config|System\.map)-(.+)", name)
+    if top != "boot" or "/" in name or match is None:
+        return False
+    kver = match.group(2)
+    return f"usr/lib/modules/{kver}" in paths or f"lib/modules/{kver}" in paths
 
 
 @dataclass
@@ -212,7 +229,9 @@ def run_dpkg(
                 binds=tree.binds(),
                 ro_binds=ro_binds,
                 caps=DPKG_CAPS,
-                env={"DPKG_FRONTEND_LOCKED": "", "SYSTEMD_OFFLINE": "1"},
+                # INITRD=No: the kernel hooks build no initramfs in /boot (apt-ostree
+                # builds one in /usr/lib/modules/KVER after dpkg: system/kernels.py).
+                env={"DPKG_FRONTEND_LOCKED": "", "SYSTEMD_OFFLINE": "1", "INITRD": "No"},
             )
     except CommandError as e:
         shown = "\n".join(e.output.rstrip().splitlines()[-30:]) or "(no output)"

@@ -41,6 +41,7 @@ from apt_ostree.layout import (
 )
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import NullReporter, Reporter
+from apt_ostree.system import kernels
 from apt_ostree.system.origin import Origin
 from apt_ostree.system.sysroot import Sysroot
 from apt_ostree.treefs import Tree, TreeError
@@ -64,6 +65,8 @@ class LayerResult:
     packages: list[PackageInfo] = field(default_factory=list)
     new_users: list[str] = field(default_factory=list)
     regenerated_initramfs: bool = False
+    kernel: str | None = None  # a layered kernel (system/kernels.py): the one booted
+    unbootable: list[str] = field(default_factory=list)  # older kernels' files removed
 
 
 def base_of(sysroot: Sysroot, checksum: str) -> str:
@@ -436,7 +439,10 @@ def _install_layer(
         raise _refusal(e, work / "upper", plan) from e
     replaced = [p for p in plan.install if p.replaces is not None]
     # A new version of a replaced package may drop some of its files.
-    _check_removals(removals, _base_files_of(lower, removed + [p.name for p in replaced]))
+    allowed = _base_files_of(lower, removed + [p.name for p in replaced])
+    # The older kernels of the tree are not bootable in it (system/kernels.py).
+    allowed |= {f"/{p}" for p in result.unbootable}
+    _check_removals(removals, allowed)
     base_names = {p.name for p in installed_packages(lower)}
     layered = sorted(p.name for p in plan.install if p.requested and p.replaces is None)
     metadata: dict[str, Any] = {
@@ -453,6 +459,8 @@ def _install_layer(
     for key in ("version", "ostree.bootable", "ostree.linux"):
         if key in base_info.metadata:
             metadata[key] = base_info.metadata[key]
+    if result.kernel is not None:
+        metadata["ostree.linux"] = result.kernel
     reporter.task_begin("Committing the layer")
     result.checksum = ostree_repo.commit_layer(
         sysroot.repo, base, work / "upper", removals,
@@ -488,6 +496,12 @@ def _finish_tree(
         if links:
             write_tmpfiles(tree, "apt-ostree-layer-opt.conf", links)
         convert_var(tree, var, conf="apt-ostree-layer-var.conf")
+        if kernels.install_boot_files(tree):
+            result.kernel, older, result.unbootable = kernels.keep_newest(tree)
+            if older:
+                reporter.message(
+                    f"Booting kernel {result.kernel}, the newest of {', '.join(older)} and it"
+                )
         if _needs_initramfs(upper):
             for kver in tree.listdir("usr/lib/modules", strict=True):
                 moddir = f"usr/lib/modules/{kver}"

@@ -142,6 +142,10 @@ def deployment_status(sysroot: Sysroot, d: DeploymentInfo) -> dict[str, Any]:
         status["layered-commit-meta"] = commit_meta_json(meta)
         if base_meta.get("version"):
             status["base-version"] = str(base_meta["version"])
+        # apt-ostree's own: a layered kernel (system/kernels.py) is booted, not the base's.
+        kernel = meta.get("ostree.linux")
+        if kernel and kernel != base_meta.get("ostree.linux"):
+            status["kernel"] = str(kernel)
     if origin is not None and origin.image is None:
         status.update(_pending_base(sysroot, origin, base or d.checksum))
         if origin.custom_origin:
