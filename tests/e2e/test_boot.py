@@ -101,6 +101,8 @@ postprocess:
 # Under TCG on a loaded machine udev's coldplug in the real root can outlast
 # systemd's 90 s wait for the /boot device (seen once with trixie: emergency mode).
 KARGS = ["console=ttyS0", "systemd.default_device_timeout_sec=600"]
+# Opt-in: layer trixie's kernel on bookworm and boot it (test_a_layered_kernel_...).
+LAYERED_KERNEL = os.environ.get("APT_OSTREE_TEST_LAYERED_KERNEL") == "1"
 BUS = "org.aptostree.dev"
 BUS_SYSROOT = "/org/aptostree/dev/Sysroot"
 REMOTE = "updates"
@@ -238,6 +240,8 @@ def updates(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathF
         scripts={"postinst": POSTINST},
     )
     real = debs_beyond_the_image(BOOT_REPO, boot_commit, target.release, [SSH], work, CACHEDIR)
+    if LAYERED_KERNEL and target.release == "bookworm":
+        real += next_release_kernel(boot_commit, work)
     build_repo([build_deb(spec, work), *real], top / "apt", key)
     (top / "apt/keyring.gpg").write_bytes(key.keyring.read_bytes())
     subprocess.run(["ostree", f"--repo={top / 'ostree'}", "init", "--mode=archive"], check=True)
@@ -700,6 +704,35 @@ def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:
     text = vm.run("apt-ostree status")
     assert "Warning: failed to finalize previous deployment" in text
     vm.run("rm -f /boot/filler")
+
+
+def next_release_kernel(boot_commit: str, work: Path) -> list[Path]:
+    """trixie's kernel package (not its metapackage: bookworm's image has that), with
+    what it needs that bookworm's image lacks (nothing, as trixie's kernel is built)."""
+    debs = debs_beyond_the_image(BOOT_REPO, boot_commit, "trixie", ["linux-image-amd64"],
+                                 work / "trixie", CACHEDIR)  # fmt: skip
+    return [d for d in debs if d.name.startswith("linux-image-") and "amd64_" in d.name
+            and not d.name.startswith("linux-image-amd64_")]  # fmt: skip
+
+
+def test_a_layered_kernel_of_the_next_release_boots(vm: VM) -> None:
+    """Opt-in (APT_OSTREE_TEST_LAYERED_KERNEL=1): dracut builds its initramfs in the
+    VM (minutes under TCG), more than CI's budget gives one check."""
+    if not LAYERED_KERNEL or vm.firmware != "bios":
+        pytest.skip("opt-in: APT_OSTREE_TEST_LAYERED_KERNEL=1 (bookworm on BIOS)")
+    use_updates_apt_source(vm)
+    name = vm.run(f"ls {UPDATES}/apt/pool/*/ | grep '^linux-image-6' | cut -d_ -f1").strip()
+    kver = name.removeprefix("linux-image-")
+    assert kver and kver != vm.run("uname -r")
+    step(vm, f"apt-ostree install {name}", f"apt-ostree install {name}", timeout=1800)
+    staged = status(vm)[0]
+    assert staged["staged"] and staged["kernel"] == kver
+    reboot(vm)
+    assert vm.run("uname -r") == kver
+    now = booted(status(vm))
+    assert now["kernel"] == kver and name in now["packages"]
+    assert f"Kernel: {kver} (layered)" in vm.run("apt-ostree status").replace("  ", "")
+    assert vm.run("systemctl is-active multi-user.target") == "active"
 
 
 def one_boot_attempt(vm: VM) -> None:
