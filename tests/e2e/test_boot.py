@@ -460,6 +460,13 @@ def test_install_from_the_second_disk_runs_at_once_with_apply_live_and_after_reb
     assert f"LiveCommit: {deployments[0]['checksum']}" in text.replace("  ", "")
     # Applied already: a second apply-live has nothing to do.
     assert vm.run("apt-ostree apply-live").startswith("The running system already is ")
+    # --reset takes the running system back to the booted commit, and again forward.
+    vm.run("apt-ostree apply-live --reset")
+    assert vm.status(f"command -v {PACKAGE}") != 0
+    assert vm.status(f"test -e /etc/{PACKAGE}.conf") != 0
+    assert "live-replaced" not in booted(status(vm))
+    vm.run("apt-ostree apply-live")
+    assert vm.run(PACKAGE) == "hello from a layered package"
     reboot(vm)
     deployments = status(vm)
     now = booted(deployments)
@@ -709,6 +716,7 @@ def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:
 def next_release_kernel(boot_commit: str, work: Path) -> list[Path]:
     """trixie's kernel package (not its metapackage: bookworm's image has that), with
     what it needs that bookworm's image lacks (nothing, as trixie's kernel is built)."""
+    (work / "trixie").mkdir()
     debs = debs_beyond_the_image(BOOT_REPO, boot_commit, "trixie", ["linux-image-amd64"],
                                  work / "trixie", CACHEDIR)  # fmt: skip
     return [d for d in debs if d.name.startswith("linux-image-") and "amd64_" in d.name
