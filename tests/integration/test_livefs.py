@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from apt_ostree.ostree import repo as ostree_repo
-from apt_ostree.system.livefs import TreeDiff, diff_trees, plan_etc
+from apt_ostree.system.db import Package, diff_packages
+from apt_ostree.system.livefs import (
+    LiveError,
+    TreeDiff,
+    check_additions_only,
+    diff_trees,
+    plan_etc,
+)
 from apt_ostree.system.livewrite import apply
 from apt_ostree.treefs import Tree
 from tests.fixtures.sysroot import apt_ostree
@@ -153,3 +160,15 @@ def test_apply_live_on_an_offline_sysroot_is_refused_before_any_work(sysroot: ob
         "error: --apply-live needs the booted system: an offline sysroot runs nothing"
     )
     assert apt_ostree(path, "status", "--json").stdout == before
+
+
+def test_only_package_additions_are_applied_unless_replacement_is_allowed() -> None:
+    old = [Package("a", "1", "amd64"), Package("b", "1", "amd64")]
+    check_additions_only(diff_packages(old, [*old, Package("c", "1", "all")]))
+    for new in (
+        [Package("a", "2", "amd64"), Package("b", "1", "amd64")],  # upgraded
+        [Package("a", "0.9", "amd64"), Package("b", "1", "amd64")],  # downgraded
+        [Package("b", "1", "amd64")],  # removed
+    ):
+        with pytest.raises(LiveError, match=r"would remove or replace packages \(a\)"):
+            check_additions_only(diff_packages(old, new))

@@ -27,6 +27,7 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import Reporter
+from apt_ostree.system.db import DbError, PackageDiff, diff_commits, diff_to_json
 from apt_ostree.system.livestate import LiveState, live_state, write_state
 from apt_ostree.system.sysroot import Sysroot
 from apt_ostree.treefs import Tree
@@ -167,6 +168,17 @@ def plan_etc(diff: TreeDiff, usr_etc: Tree, etc: Tree) -> EtcPlan:
 # -- the transaction -------------------------------------------------------------------
 
 
+def check_additions_only(packages: PackageDiff) -> None:
+    """Without --allow-replacement, apply-live adds packages and changes none."""
+    replaced = packages.removed + [a for a, _ in packages.upgraded + packages.downgraded]
+    if replaced:
+        names = ", ".join(sorted({p.name for p in replaced})[:5])
+        raise LiveError(
+            f"apply-live would remove or replace packages ({names}); only additions are"
+            " applied unless --allow-replacement is given"
+        )
+
+
 def _target(sysroot: Sysroot, osname: str, target: str | None) -> str:
     if target is not None:
         from apt_ostree.system.db import DbError, resolve_revision
@@ -230,8 +242,6 @@ def apply_live(
 ) -> dict[str, Any]:
     """Apply `target` (default: the pending deployment; `reset`: the booted commit) to
     the running system. Returns what was done, as plain data."""
-    from apt_ostree.system.db import DbError, diff_commits, diff_to_json
-
     if not sysroot.booted:
         raise LiveError("apply-live needs the booted system: an offline sysroot runs nothing")
     booted = sysroot.ostree.get_booted_deployment()
@@ -264,13 +274,8 @@ def apply_live(
         packages = None
     if packages is not None:
         result["packages"] = diff_to_json(packages)
-        replaced = packages.removed + [a for a, _ in packages.upgraded + packages.downgraded]
-        if replaced and not (allow_replacement or reset):
-            names = ", ".join(sorted({p.name for p in replaced})[:5])
-            raise LiveError(
-                f"apply-live would remove or replace packages ({names}); only additions are"
-                " applied unless --allow-replacement is given"
-            )
+        if not (allow_replacement or reset):
+            check_additions_only(packages)
     reporter.task_begin("Computing the /usr difference")
     diff = diff_trees(repo, source, target_commit)
     counts = (len(diff.added), len(diff.changed), len(diff.removed))
