@@ -71,6 +71,7 @@ from tests.fixtures.bootupdates import (
     NEW_USER,
     UPDATE_MARKER,
     debs_beyond_the_image,
+    kernel_of_release,
     new_layers,
     oci_layout,
     update_commit,
@@ -241,7 +242,8 @@ def updates(target: Target, boot_commit: str, tmp_path_factory: pytest.TempPathF
     )
     real = debs_beyond_the_image(BOOT_REPO, boot_commit, target.release, [SSH], work, CACHEDIR)
     if LAYERED_KERNEL and target.release == "bookworm":
-        real += next_release_kernel(boot_commit, work)
+        (work / "trixie").mkdir()
+        real.append(kernel_of_release(BOOT_REPO, boot_commit, "trixie", work / "trixie", CACHEDIR))
     build_repo([build_deb(spec, work), *real], top / "apt", key)
     (top / "apt/keyring.gpg").write_bytes(key.keyring.read_bytes())
     subprocess.run(["ostree", f"--repo={top / 'ostree'}", "init", "--mode=archive"], check=True)
@@ -711,16 +713,6 @@ def test_failed_finalization_is_reported_by_status_after_reboot(vm: VM) -> None:
     text = vm.run("apt-ostree status")
     assert "Warning: failed to finalize previous deployment" in text
     vm.run("rm -f /boot/filler")
-
-
-def next_release_kernel(boot_commit: str, work: Path) -> list[Path]:
-    """trixie's kernel package (not its metapackage: bookworm's image has that), with
-    what it needs that bookworm's image lacks (nothing, as trixie's kernel is built)."""
-    (work / "trixie").mkdir()
-    debs = debs_beyond_the_image(BOOT_REPO, boot_commit, "trixie", ["linux-image-amd64"],
-                                 work / "trixie", CACHEDIR)  # fmt: skip
-    return [d for d in debs if d.name.startswith("linux-image-") and "amd64_" in d.name
-            and not d.name.startswith("linux-image-amd64_")]  # fmt: skip
 
 
 def test_a_layered_kernel_of_the_next_release_boots(vm: VM) -> None:
