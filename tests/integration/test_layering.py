@@ -256,6 +256,7 @@ def test_a_newer_layered_kernel_moves_to_usr_lib_modules_and_is_booted(
         moddir / "initramfs.img"
     ).read_text() == "fake-initramfs\n"  # apt-ostree's, not the hook's
     assert list((tree / "boot").iterdir()) == []
+    assert not (tree / "vmlinuz").is_symlink()
     # The base kernel keeps its modules but is not bootable in this tree: libostree
     # would boot whichever vmlinuz it found first.
     assert (tree / f"usr/lib/modules/{KERNEL_VERSION}").is_dir()

@@ -45,6 +45,10 @@ def install_boot_files(tree: Tree) -> list[str]:
     """Move what kernel packages put in the tree's /boot into /usr/lib/modules/KVER;
     return the KVERs moved. Anything else in /boot is refused."""
     moved: set[str] = set()
+    # linux-base's links into /boot (/vmlinuz, /initrd.img and their .old), as compose drops them.
+    for name in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
+        if tree.is_link(name):
+            tree.unlink(name)
     if not tree.is_dir("boot"):
         return []
     for name in sorted(tree.listdir("boot", strict=True)):
