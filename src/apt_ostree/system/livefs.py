@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apt_ostree.cancel import point_of_no_return
 from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
@@ -181,7 +182,7 @@ def check_additions_only(packages: PackageDiff) -> None:
 
 def _target(sysroot: Sysroot, osname: str, target: str | None) -> str:
     if target is not None:
-        from apt_ostree.system.db import DbError, resolve_revision
+        from apt_ostree.system.db import resolve_revision
 
         try:
             return resolve_revision(sysroot.repo, target).checksum
@@ -283,6 +284,7 @@ def apply_live(
     with Tree(Path("/usr/etc")) as usr_etc, Tree(Path("/etc")) as etc:
         etc_plan = plan_etc(diff, usr_etc, etc)
 
+    point_of_no_return()  # an interrupted apply is finished by the next one, never undone
     if unlocked == OSTree.DeploymentUnlockedState.NONE:
         try:
             sysroot.ostree.deployment_unlock(booted, OSTree.DeploymentUnlockedState.TRANSIENT, None)
