@@ -45,6 +45,11 @@ VAR_DROP_CONTENT = (
 # the tree that root does not own. No CAP_MKNOD: as in a container, dracut makes
 # no device nodes (the kernel's built-in initramfs has /dev/console) and copies
 # no xattrs (file capabilities mean nothing in the initramfs).
+# Debian's kernel packages install /boot/NAME-KVER; the commit keeps them as
+# /usr/lib/modules/KVER/NAME, where libostree looks (compose and layered kernels).
+KERNEL_BOOT_FILES = {"vmlinuz-": "vmlinuz", "config-": "config", "System.map-": "System.map"}
+# linux-base's links at the top of the tree, into /boot: dropped with it.
+BOOT_LINKS = ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old")
 DRACUT_CAPS = ("CAP_DAC_OVERRIDE",)
 DRACUT_ENV = {"DRACUT_NO_MKNOD": "1", "DRACUT_NO_XATTR": "1"}
 
@@ -77,6 +82,21 @@ def build_initramfs(
     with Tree(root) as tree:
         # Never through a link: dracut ran in the sandbox, this chmod does not.
         tree.chmod(out, 0o644)
+
+
+def move_kernel_files(tree: Tree, kver: str) -> None:
+    """Move the regular files /boot/NAME-KVER (KERNEL_BOOT_FILES) into
+    /usr/lib/modules/KVER, which must exist."""
+    for prefix, name in KERNEL_BOOT_FILES.items():
+        st = tree.lstat(f"boot/{prefix}{kver}")
+        if st is not None and stat.S_ISREG(st.st_mode):
+            tree.rename(f"boot/{prefix}{kver}", f"usr/lib/modules/{kver}/{name}", replace=True)
+
+
+def drop_boot_links(tree: Tree) -> None:
+    for name in BOOT_LINKS:
+        if tree.lstat(name) is not None:
+            tree.remove(name)
 
 
 def write_tmpfiles(tree: Tree, name: str, lines: list[str]) -> None:

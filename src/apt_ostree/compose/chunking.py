@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from apt_ostree.errors import AptOstreeError
-from apt_ostree.layout import DPKG_DB
+from apt_ostree.layout import DPKG_DB, KERNEL_BOOT_FILES
 from apt_ostree.oci.ostreetar import CommitReader, CommitWalk
 
 UNPACKAGED = "apt-ostree-unpackaged-content"
@@ -22,8 +22,6 @@ INITRAMFS = "apt-ostree-initramfs"
 # unpackaged layer (debconf cache, generated files) stable.
 DPKG_STATUS = "apt-ostree-dpkg-status"
 DPKG_STATUS_FILES = ("status", "status-old", "available")
-# The kernel files that compose moves out of /boot (compose/postprocess.py).
-BOOT_MOVES = {"vmlinuz-": "vmlinuz", "config-": "config", "System.map-": "System.map"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ def dpkg_path_in_commit(listed: str, toplevel_links: dict[str, str]) -> str:
     if head == "etc":
         return f"usr/etc{sep}{rest}"
     if head == "boot" and rest:
-        for prefix, name in BOOT_MOVES.items():
+        for prefix, name in KERNEL_BOOT_FILES.items():
             if rest.startswith(prefix):
                 return f"usr/lib/modules/{rest.removeprefix(prefix)}/{name}"
     if head in toplevel_links and rest:

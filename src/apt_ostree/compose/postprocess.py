@@ -23,6 +23,8 @@ from apt_ostree.layout import (
     TMPFILES_DIR,
     build_initramfs,
     convert_var,
+    drop_boot_links,
+    move_kernel_files,
     write_tmpfiles,
 )
 from apt_ostree.layout import LayoutError as PostprocessError
@@ -197,16 +199,8 @@ def move_kernel(root: Path) -> str | None:
         kver = kvers[0]
         moddir = f"usr/lib/modules/{kver}"
         tree.makedirs(moddir)
-        if not tree.is_dir("boot"):
-            return kver
-        for src_name, dest_name in (
-            (f"vmlinuz-{kver}", "vmlinuz"),
-            (f"config-{kver}", "config"),
-            (f"System.map-{kver}", "System.map"),
-        ):
-            st = tree.lstat(f"boot/{src_name}")
-            if st is not None and stat.S_ISREG(st.st_mode):
-                tree.rename(f"boot/{src_name}", f"{moddir}/{dest_name}", replace=True)
+        if tree.is_dir("boot"):
+            move_kernel_files(tree, kver)
         return kver
 
 
@@ -214,10 +208,7 @@ def clean_boot(root: Path) -> None:
     """/boot is empty in a commit: ostree writes the deployments' boot files."""
     with Tree(root) as tree:
         _empty_dir(tree, "boot")
-        # The /vmlinuz and /initrd.img links linux-base makes point into /boot.
-        for name in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
-            if tree.exists(name):
-                tree.remove(name)
+        drop_boot_links(tree)
 
 
 def _move_dir(tree: Tree, src: str, dest: str) -> bool:

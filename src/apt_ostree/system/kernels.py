@@ -20,11 +20,12 @@ import re
 from functools import cmp_to_key
 
 from apt_ostree.errors import AptOstreeError
+from apt_ostree.layout import drop_boot_links, move_kernel_files
 from apt_ostree.treefs import Tree
 
 MODULES = "usr/lib/modules"
-# /boot/NAME-KVER -> /usr/lib/modules/KVER/NAME (the .deb is checked by
-# debian.dpkg.check_deb: only a package with the modules of KVER installs them).
+# layout.KERNEL_BOOT_FILES (debian.dpkg.check_deb lets only a package with the
+# modules of KVER install them).
 _BOOT_FILE = re.compile(r"^(vmlinuz|config|System\.map)-(.+)$")
 # Built by a kernel hook (initramfs-tools', dracut's) if one ran.
 _INITRD = re.compile(r"^initrd\.img-(.+)$")
@@ -44,13 +45,10 @@ def compare_kernels(a: str, b: str) -> int:
 def install_boot_files(tree: Tree) -> list[str]:
     """Move what kernel packages put in the tree's /boot into /usr/lib/modules/KVER;
     return the KVERs moved. Anything else in /boot is refused."""
-    moved: set[str] = set()
-    # linux-base's links into /boot (/vmlinuz, /initrd.img and their .old), as compose drops them.
-    for name in ("vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"):
-        if tree.is_link(name):
-            tree.unlink(name)
+    drop_boot_links(tree)
     if not tree.is_dir("boot"):
         return []
+    kvers: set[str] = set()
     for name in sorted(tree.listdir("boot", strict=True)):
         path = f"boot/{name}"
         if _INITRD.match(name) and not tree.is_dir(path):
@@ -62,13 +60,13 @@ def install_boot_files(tree: Tree) -> list[str]:
                 f"a package wrote /{path}: /boot is not part of the OSTree commit;"
                 " packages must install under /usr"
             )
-        what, kver = match.groups()
-        moddir = f"{MODULES}/{kver}"
+        moddir = f"{MODULES}/{match.group(2)}"
         if not tree.is_dir(moddir) or tree.is_link(moddir):
             raise KernelError(f"/{path} has no modules directory /{moddir}")
-        tree.rename(path, f"{moddir}/{what}", replace=True)
-        moved.add(kver)
-    return sorted(moved)
+        kvers.add(match.group(2))
+    for kver in sorted(kvers):
+        move_kernel_files(tree, kver)
+    return sorted(kvers)
 
 
 def kernels(tree: Tree) -> list[str]:

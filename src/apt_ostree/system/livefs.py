@@ -28,7 +28,13 @@ from apt_ostree.errors import AptOstreeError
 from apt_ostree.ostree import GLib, OSTree
 from apt_ostree.ostree import repo as ostree_repo
 from apt_ostree.reporter import Reporter
-from apt_ostree.system.db import DbError, PackageDiff, diff_commits, diff_to_json
+from apt_ostree.system.db import (
+    DbError,
+    PackageDiff,
+    diff_commits,
+    diff_to_json,
+    resolve_revision,
+)
 from apt_ostree.system.livestate import LiveState, live_state, write_state
 from apt_ostree.system.sysroot import Sysroot
 from apt_ostree.treefs import Tree
@@ -182,8 +188,6 @@ def check_additions_only(packages: PackageDiff) -> None:
 
 def _target(sysroot: Sysroot, osname: str, target: str | None) -> str:
     if target is not None:
-        from apt_ostree.system.db import resolve_revision
-
         try:
             return resolve_revision(sysroot.repo, target).checksum
         except DbError as e:
@@ -249,12 +253,8 @@ def apply_live(
     if booted is None:
         raise LiveError("Not booted into an OSTree deployment")
     booted_commit = str(booted.get_csum())
-    if reset:
-        if target is not None:
-            raise LiveError("--reset and --target cannot be used together")
-        target_commit = booted_commit
-    else:
-        target_commit = _target(sysroot, osname, target)
+    # (--reset with --target is refused with the request: operations._apply_live)
+    target_commit = booted_commit if reset else _target(sysroot, osname, target)
     repo = sysroot.repo
     state = live_state(repo, booted_commit, booted.get_deployserial())
     unlocked = booted.get_unlocked()
